@@ -1,0 +1,243 @@
+"""The promref weights file: an uncompressed ``.npz`` (a zip of ``.npy`` files)
+read with ``allow_pickle=False`` only.  docs/format.md is the specification.
+
+Members:
+
+``meta``
+    uint8 [n]: UTF-8 JSON with the format version, input spec, rounding mode,
+    labels and one record per layer (op, kind, inputs, geometry, zero points,
+    clamps, scales).
+``<layer>/weights``
+    int8 weights; for ``pointwise_ternary`` uint8 bytes holding 2-bit codes
+    (4 per byte, see ``arith.pack_ternary``).
+``<layer>/bias``, ``<layer>/multiplier``, ``<layer>/shift``
+    int32 per output channel (``add``: multiplier and shift only, [3]).
+``<layer>/weight_scale``
+    float32 per output channel (optional, informational).
+"""
+import json
+import os
+import zipfile
+
+import numpy as np
+
+from . import arith
+from .errors import WeightsFormatError
+from .model import InputSpec, Layer, Model, WEIGHTED_OPS
+from .validate import check_int, validate, weight_shape
+
+FORMAT_NAME = "promref"
+FORMAT_VERSION = 1
+MAX_MEMBER_BYTES = 1 << 30  # refuse zip members that would unpack to more than 1 GiB
+
+_LAYER_FIELDS = ("name", "kind", "op", "inputs", "in_channels", "out_channels", "kernel", "stride",
+                 "padding", "out_scale", "out_zero_point", "out_min", "out_max", "weight_zero_point",
+                 "left_shift")
+_INPUT_FIELDS = ("height", "width", "resize", "resample", "scale", "zero_point", "mean", "std")
+
+
+# ------------------------------------------------------------------ save
+
+
+def _layer_record(layer):
+    record = {f: getattr(layer, f) for f in _LAYER_FIELDS}
+    record["inputs"] = list(layer.inputs)
+    record["padding"] = [int(p) for p in layer.padding]
+    return record
+
+
+def _layer_arrays(layer):
+    arrays = {}
+    if layer.op in WEIGHTED_OPS:
+        arrays["weights"] = (arith.pack_ternary(layer.weights) if layer.op == "pointwise_ternary"
+                             else layer.weights)
+        arrays["bias"] = layer.bias
+        if layer.weight_scale is not None:
+            arrays["weight_scale"] = layer.weight_scale
+    if layer.op in WEIGHTED_OPS or layer.op == "add":
+        arrays["multiplier"] = layer.multiplier
+        arrays["shift"] = layer.shift
+    return {f"{layer.name}/{k}": v for k, v in arrays.items()}
+
+
+def save(model, path):
+    """Validate ``model`` and write it to ``path`` (.npz, uncompressed, no pickles)."""
+    validate(model)
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "name": model.name,
+        "arch": model.arch,
+        "rounding": model.rounding,
+        "input": {f: getattr(model.input, f) for f in _INPUT_FIELDS},
+        "labels": list(model.labels),
+        "metadata": model.metadata,
+        "layers": [_layer_record(layer) for layer in model.layers],
+    }
+    arrays = {"meta": np.frombuffer(json.dumps(meta, indent=1).encode("utf-8"), dtype=np.uint8)}
+    for layer in model.layers:
+        arrays.update(_layer_arrays(layer))
+    with open(path, "wb") as f:  # a file object, so numpy does not append ".npz"
+        np.savez(f, **arrays)
+
+
+# ------------------------------------------------------------------ load
+
+
+def _read_members(path):
+    """All arrays of the npz at ``path`` as a dict, refusing pickles and zip bombs."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise WeightsFormatError(f"{path}: member {info.filename!r} unpacks to "
+                                             f"{info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except WeightsFormatError:
+        raise
+    except FileNotFoundError:
+        raise WeightsFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise WeightsFormatError(f"{path}: is a directory, not a weights file") from None
+    except zipfile.BadZipFile as e:
+        raise WeightsFormatError(f"{path}: not a valid .npz (zip) file: {e}") from None
+    except ValueError as e:  # numpy says "Object arrays cannot be loaded when allow_pickle=False"
+        if "pickle" in str(e):
+            raise WeightsFormatError(f"{path}: contains pickled (object) arrays, which promref never loads") from None
+        raise WeightsFormatError(f"{path}: corrupt array data: {e}") from None
+    except (OSError, EOFError, zipfile.LargeZipFile, KeyError, RuntimeError) as e:
+        raise WeightsFormatError(f"{path}: corrupt or truncated file: {e}") from None
+
+
+def _field(where, record, name, kind):
+    if name not in record:
+        raise WeightsFormatError(f"{where}: missing field {name!r}")
+    value = record[name]
+    ok = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "list": lambda v: isinstance(v, list),
+        "dict": lambda v: isinstance(v, dict),
+    }[kind](value)
+    if not ok:
+        raise WeightsFormatError(f"{where}.{name}: expected {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _parse_meta(path, raw):
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise WeightsFormatError(f"{path}: member 'meta' must be a 1-D uint8 array of JSON bytes")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsFormatError(f"{path}: member 'meta' is not valid UTF-8 JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise WeightsFormatError(f"{path}: not a promref weights file (meta.format != {FORMAT_NAME!r})")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise WeightsFormatError(f"{path}: unsupported format version {version!r} "
+                                 f"(this promref reads version {FORMAT_VERSION})")
+    return meta
+
+
+def _build_input(path, meta):
+    rec = _field(f"{path}: meta", meta, "input", "dict")
+    where = f"{path}: input"
+    kinds = dict(height="int", width="int", resize="int", resample="str", scale="float",
+                 zero_point="int", mean="list", std="list")
+    values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
+    for name in ("mean", "std"):
+        if len(values[name]) != 3 or not all(isinstance(v, (int, float)) for v in values[name]):
+            raise WeightsFormatError(f"{where}.{name}: expected 3 numbers, got {values[name]!r}")
+        values[name] = tuple(float(v) for v in values[name])
+    return InputSpec(**values)
+
+
+def _build_layer(path, index, rec, members, used):
+    where = f"{path}: layer {index}"
+    if not isinstance(rec, dict):
+        raise WeightsFormatError(f"{where}: expected a JSON object")
+    kinds = dict(name="str", kind="str", op="str", inputs="list", in_channels="int", out_channels="int",
+                 kernel="int", stride="int", padding="list", out_scale="float", out_zero_point="int",
+                 out_min="int", out_max="int", weight_zero_point="int", left_shift="int")
+    values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
+    values["inputs"] = tuple(values["inputs"])
+    values["padding"] = tuple(values["padding"])
+    layer = Layer(**values)
+    where = f"{path}: layer {layer.name!r}"
+
+    def take(field, required=True):
+        key = f"{layer.name}/{field}"
+        if key not in members:
+            if required:
+                raise WeightsFormatError(f"{where}: missing array {key!r}")
+            return None
+        used.add(key)
+        return members[key]
+
+    if layer.op in WEIGHTED_OPS:
+        weights = take("weights")
+        if layer.op == "pointwise_ternary":
+            weights = _unpack_ternary(where, weights, layer)
+        layer.weights = weights
+        layer.bias = take("bias")
+        layer.weight_scale = take("weight_scale", required=False)
+    if layer.op in WEIGHTED_OPS or layer.op == "add":
+        layer.multiplier = take("multiplier")
+        layer.shift = take("shift")
+    return layer
+
+
+def _unpack_ternary(where, packed, layer):
+    check_int(f"{where}.in_channels", layer.in_channels, 1, 1 << 20)
+    check_int(f"{where}.out_channels", layer.out_channels, 1, 1 << 20)
+    shape = weight_shape(layer)
+    count = int(np.prod(shape))
+    nbytes = (count + 3) // 4
+    if packed.dtype != np.uint8 or packed.shape != (nbytes,):
+        raise WeightsFormatError(f"{where}.weights: packed ternary weights must be uint8 [{nbytes}], "
+                                 f"got {packed.dtype} {packed.shape}")
+    codes, padding = arith.unpack_ternary_codes(packed, count)
+    if np.any(codes == 3):
+        first = int(np.argmax(codes == 3))
+        raise WeightsFormatError(f"{where}.weights: ternary code 0b11 (invalid) at weight {first}; "
+                                 "codes are 00 = 0, 01 = +1, 10 = -1")
+    if np.any(padding):
+        raise WeightsFormatError(f"{where}.weights: padding bits after the last weight must be zero")
+    return arith.codes_to_ternary(codes).reshape(shape)
+
+
+def load(path):
+    """Read, validate and return the :class:`~promref.model.Model` stored at ``path``.
+
+    Raises :class:`~promref.errors.WeightsFormatError` (naming the file, layer
+    and field) for anything unreadable, inconsistent or unsafe, including
+    weights whose int32 accumulators could overflow.
+    """
+    path = os.fspath(path)
+    members = _read_members(path)
+    if "meta" not in members:
+        raise WeightsFormatError(f"{path}: missing member 'meta' (not a promref weights file?)")
+    meta = _parse_meta(path, members["meta"])
+    where = f"{path}: meta"
+    layers_meta = _field(where, meta, "layers", "list")
+    labels = _field(where, meta, "labels", "list")
+    used = {"meta"}
+    model = Model(
+        name=_field(where, meta, "name", "str"),
+        input=_build_input(path, meta),
+        layers=[_build_layer(path, i, rec, members, used) for i, rec in enumerate(layers_meta)],
+        labels=tuple(labels),
+        rounding=_field(where, meta, "rounding", "str"),
+        arch=_field(where, meta, "arch", "dict"),
+        metadata=_field(where, meta, "metadata", "dict"),
+    )
+    extra = sorted(set(members) - used)
+    if extra:
+        raise WeightsFormatError(f"{path}: unexpected member(s) {extra} not described by meta")
+    try:
+        return validate(model)
+    except WeightsFormatError as e:
+        raise type(e)(f"{path}: {e}") from None

@@ -1,0 +1,235 @@
+"""What a promref model is: input description, a flat list of layer records,
+and the MobileNetV2 layout (torchvision order) in two input configurations.
+
+A model is data, not code: ``Model.layers`` lists :class:`Layer` records in
+execution order; each names the layers it reads (``"input"`` is the image).
+The integer semantics of every op are in docs/spec.md; ``promref.engine``
+runs the list on a backend.
+
+Array layouts (all activations are int8, NHWC):
+
+=================== ====================== ===================================
+op                  ``weights``            notes
+=================== ====================== ===================================
+conv2d              int8 [Cout, kh, kw, Cin] stem 3x3, int8 1x1 convs
+pointwise_ternary   int8 [Cout, Cin] in {-1, 0, 1} 1x1 conv, additions only
+depthwise_conv2d    int8 [kh, kw, C]        one filter per channel
+fully_connected     int8 [Cout, Cin]        the classifier
+add                 --                      residual add, requantizes both inputs
+global_avgpool      --                      mean over H and W, same scale/zero point
+=================== ====================== ===================================
+"""
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from . import arith
+
+#: layer kinds (the role in the network) and the ops they may use
+KINDS = ("stem", "expand", "depthwise", "project", "last_conv", "add", "pool", "classifier")
+OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected", "add", "global_avgpool")
+WEIGHTED_OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected")
+
+#: which kinds are ternary under each quantization scheme
+SCHEMES = {
+    "prom": ("expand", "project", "last_conv"),  # every 1x1 conv; stem, depthwise, classifier int8
+    "int8": (),                                  # the uniform int8 baseline
+}
+
+#: MobileNetV2 inverted residual settings: expansion t, channels c, repeats n, stride s
+MBV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                 (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+
+CONFIGS = {
+    # input size, classes, stem stride, stride of the second stage (c=24)
+    "imagenet": dict(size=224, classes=1000, stem_stride=2, stage2_stride=2),
+    "cifar": dict(size=32, classes=10, stem_stride=1, stage2_stride=1),
+}
+
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
+                  "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass
+class InputSpec:
+    """How an RGB uint8 image becomes the int8 input tensor [H, W, 3].
+
+    Pixels are resized (shorter side to ``resize``, then a centre crop of
+    ``height`` x ``width``; ``resize == 0`` resizes straight to that size) and
+    quantized as ``q = pixel - 128``.  The network reads them as the real
+    values ``scale * (q - zero_point)``; ``mean``/``std`` record the float
+    normalisation the network was trained with (already folded into the stem).
+    """
+    height: int
+    width: int
+    resize: int = 0
+    resample: str = "bilinear"
+    scale: float = 1.0 / 255.0
+    zero_point: int = -128
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+
+
+@dataclass(eq=False)
+class Layer:
+    """One op of the integer graph.
+
+    Integer fields (``bias``, ``multiplier``, ``shift``, zero points, clamps)
+    define the arithmetic; float fields (``out_scale``, ``weight_scale``) only
+    document it (dequantisation for softmax, energy reports, exporters).
+
+    Shapes: ``bias``, ``multiplier``, ``shift`` are [Cout] for weighted ops;
+    for ``add`` ``multiplier`` and ``shift`` are [3] (input a, input b, output).
+    """
+    name: str
+    kind: str
+    op: str
+    inputs: tuple
+    in_channels: int
+    out_channels: int
+    out_zero_point: int
+    out_min: int = arith.INT8_MIN
+    out_max: int = arith.INT8_MAX
+    out_scale: float = 1.0
+    kernel: int = 1
+    stride: int = 1
+    padding: tuple = (0, 0, 0, 0)  # top, bottom, left, right
+    weights: Optional[np.ndarray] = None
+    weight_zero_point: int = 0
+    weight_scale: Optional[np.ndarray] = None
+    bias: Optional[np.ndarray] = None
+    multiplier: Optional[np.ndarray] = None
+    shift: Optional[np.ndarray] = None
+    left_shift: int = 0  # add only: inputs are scaled by 2**left_shift first
+    cache: dict = field(default_factory=dict, repr=False)  # backends' derived arrays
+
+    @property
+    def weight_format(self):
+        """'ternary', 'int8', or 'none' for ops without weights."""
+        if self.op == "pointwise_ternary":
+            return "ternary"
+        return "int8" if self.op in WEIGHTED_OPS else "none"
+
+
+@dataclass(eq=False)
+class Model:
+    """A quantized network: input spec, rounding mode, labels and layers."""
+    name: str
+    input: InputSpec
+    layers: list
+    labels: tuple
+    rounding: str = arith.DEFAULT_ROUNDING
+    arch: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    def layer(self, name):
+        """The layer called ``name`` (KeyError if absent)."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    @property
+    def output(self):
+        """The last layer, whose output is the int8 logits."""
+        return self.layers[-1]
+
+    @property
+    def num_classes(self):
+        return self.output.out_channels
+
+    def zero_point_of(self, name):
+        """Zero point of the tensor called ``name`` ('input' or a layer name)."""
+        return self.input.zero_point if name == "input" else self.layer(name).out_zero_point
+
+    def forward(self, x, backend="numba", trace=False):
+        """Run a batch of quantized images int8 [N, H, W, 3] -> int8 logits [N, classes].
+
+        With ``trace=True`` returns ``(logits, {layer name: int8 output})``.
+        """
+        from .engine import run
+        return run(self, x, backend=backend, trace=trace)
+
+
+# ------------------------------------------------------ MobileNetV2 layout
+
+
+def make_divisible(value, divisor=8):
+    """torchvision's channel rounding: nearest multiple of 8, never 10 % below."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new
+
+
+@dataclass
+class LayerShape:
+    """Geometry of one layer of an architecture, before it has any weights."""
+    name: str
+    kind: str
+    op: str
+    inputs: tuple
+    in_channels: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    relu6: bool = False
+    in_size: int = 0   # spatial size (square) of the input
+    out_size: int = 0
+
+
+def mobilenetv2_layout(config="cifar", width=1.0, scheme="prom"):
+    """The layer list of MobileNetV2 (torchvision layout) -> list[LayerShape].
+
+    config: 'imagenet' (224x224, 1000 classes) or 'cifar' (32x32, stem and
+    second stage with stride 1, 10 classes); width: channel multiplier;
+    scheme: 'prom' (ternary 1x1 convs) or 'int8'.
+    """
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r}; expected one of {tuple(CONFIGS)}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; expected one of {tuple(SCHEMES)}")
+    if not (isinstance(width, (int, float)) and 0 < width <= 4):
+        raise ValueError(f"width multiplier must be in (0, 4], got {width!r}")
+    cfg = CONFIGS[config]
+    ternary = SCHEMES[scheme]
+
+    def pointwise_op(kind):
+        return "pointwise_ternary" if kind in ternary else "conv2d"
+
+    shapes = []
+    size = cfg["size"]
+
+    def add(name, kind, op, inputs, cin, cout, kernel=1, stride=1, relu6=False):
+        nonlocal size
+        out = (size + stride - 1) // stride if kernel > 1 or stride > 1 else size
+        if op in ("global_avgpool",):
+            out = 1
+        shapes.append(LayerShape(name, kind, op, tuple(inputs), cin, cout, kernel, stride, relu6, size, out))
+        size = out
+        return name
+
+    channels = make_divisible(32 * width)
+    prev = add("stem", "stem", "conv2d", ["input"], 3, channels, 3, cfg["stem_stride"], True)
+    block = 0
+    for stage, (t, c, n, s) in enumerate(MBV2_SETTINGS):
+        out_channels = make_divisible(c * width)
+        for i in range(n):
+            block += 1
+            stride = (cfg["stage2_stride"] if stage == 1 else s) if i == 0 else 1
+            block_in, block_channels = prev, channels
+            hidden = channels * t
+            if t != 1:
+                prev = add(f"b{block}.expand", "expand", pointwise_op("expand"), [prev], channels, hidden, relu6=True)
+            prev = add(f"b{block}.depthwise", "depthwise", "depthwise_conv2d", [prev], hidden, hidden, 3, stride, True)
+            prev = add(f"b{block}.project", "project", pointwise_op("project"), [prev], hidden, out_channels)
+            if stride == 1 and block_channels == out_channels:
+                prev = add(f"b{block}.add", "add", "add", [block_in, prev], out_channels, out_channels)
+            channels = out_channels
+    last = make_divisible(1280 * max(1.0, width))
+    prev = add("last_conv", "last_conv", pointwise_op("last_conv"), [prev], channels, last, relu6=True)
+    prev = add("pool", "pool", "global_avgpool", [prev], last, last)
+    add("classifier", "classifier", "fully_connected", [prev], last, cfg["classes"])
+    return shapes
+

@@ -233,3 +233,22 @@ def mobilenetv2_layout(config="cifar", width=1.0, scheme="prom"):
     add("classifier", "classifier", "fully_connected", [prev], last, cfg["classes"])
     return shapes
 
+
+
+def tensor_shapes(model):
+    """{tensor name: shape of one image's tensor}: (H, W, C) maps, (C,) vectors.
+
+    Assumes a validated model (the validator checks the same geometry).
+    """
+    spec = model.input
+    shapes = {"input": (spec.height, spec.width, 3)}
+    for layer in model.layers:
+        shape = shapes[layer.inputs[0]]
+        if layer.op in ("conv2d", "depthwise_conv2d", "pointwise_ternary") and len(shape) == 3:
+            top, bottom, left, right = layer.padding
+            shape = ((shape[0] + top + bottom - layer.kernel) // layer.stride + 1,
+                     (shape[1] + left + right - layer.kernel) // layer.stride + 1, layer.out_channels)
+        elif layer.op in ("global_avgpool", "fully_connected"):
+            shape = (layer.out_channels,)
+        shapes[layer.name] = shape
+    return shapes

@@ -1,0 +1,188 @@
+"""The ``promref`` command line (also ``python -m promref``).
+
+    promref demo [--weights W] [--image I]       classify a photo (the README's main job)
+    promref infer WEIGHTS IMAGE... [--topk K]    top-k predictions per image
+    promref inspect WEIGHTS                      per-layer table: kind, shapes, format, bytes, ops
+    promref random-model OUT.npz [--config ...]  write an untrained, calibrated model
+    promref energy ...                           energy and storage report (see docs/energy.md)
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .api import infer, predict
+from .errors import PromrefError
+from .format import load, save
+from .model import tensor_shapes
+
+SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "weights", "mbv2_prom.npz")
+
+
+def _print_predictions(title, predictions):
+    print(title)
+    for rank, p in enumerate(predictions, 1):
+        print(f"  {rank}. {p.label:<24s} p={p.probability:.4f}  logit={p.logit:4d}  (class {p.index})")
+
+
+def cmd_infer(args):
+    model = load(args.weights)
+    results = {}
+    for image in args.images:
+        preds = infer(model, image, topk=args.topk, backend=args.backend)
+        results[image] = [p._asdict() for p in preds]
+        if not args.json:
+            _print_predictions(image, preds)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 0
+
+
+def _layer_bytes(layer):
+    """Bytes the layer's weights take in the file (ternary packed at 2 bits)."""
+    if layer.weights is None:
+        return 0
+    return (layer.weights.size + 3) // 4 if layer.op == "pointwise_ternary" else layer.weights.size
+
+
+def cmd_inspect(args):
+    from .energy import layer_op_rows
+    model = load(args.weights)
+    shapes = tensor_shapes(model)
+    ops = {row["name"]: row for row in layer_op_rows(model)}
+    print(f"{model.name}\n  file: {args.weights} ({os.path.getsize(args.weights):,} bytes)   "
+          f"rounding: {model.rounding}   input: {model.input.height}x{model.input.width}x3 "
+          f"(scale {model.input.scale:.6g}, zero point {model.input.zero_point})   classes: {model.num_classes}")
+    header = (f"{'layer':<14s} {'kind':<10s} {'op':<18s} {'weights':<8s} {'input':>14s} {'output':>14s} "
+              f"{'w bytes':>9s} {'MACs':>12s} {'mults':>12s} {'adds':>12s}")
+    print(header)
+    print("-" * len(header))
+    total = dict(bytes=0, macs=0, mults=0, adds=0)
+    for layer in model.layers:
+        row = ops.get(layer.name, {})
+        nbytes = _layer_bytes(layer)
+        values = dict(bytes=nbytes, macs=row.get("macs", 0), mults=row.get("multiplications", 0),
+                      adds=row.get("additions", 0))
+        for k in total:
+            total[k] += values[k]
+        shape_in = "x".join(map(str, shapes[layer.inputs[0]]))
+        shape_out = "x".join(map(str, shapes[layer.name]))
+        print(f"{layer.name:<14s} {layer.kind:<10s} {layer.op:<18s} {layer.weight_format:<8s} {shape_in:>14s} "
+              f"{shape_out:>14s} {values['bytes']:>9,d} {values['macs']:>12,d} {values['mults']:>12,d} "
+              f"{values['adds']:>12,d}")
+    print("-" * len(header))
+    print(f"{'total':<84s} {total['bytes']:>9,d} {total['macs']:>12,d} {total['mults']:>12,d} {total['adds']:>12,d}")
+    return 0
+
+
+def cmd_random_model(args):
+    from .synthetic import random_model
+    model = random_model(args.config, args.width, args.scheme, seed=args.seed, rounding=args.rounding)
+    save(model, args.out)
+    print(f"wrote {args.out}: {model.name} ({os.path.getsize(args.out):,} bytes)")
+    return 0
+
+
+def _demo_image(path):
+    if path:
+        return path, path
+    try:
+        from skimage import data  # a CC0 photo that ships inside the scikit-image wheel
+    except ImportError:
+        raise PromrefError("no --image given and scikit-image is not installed "
+                           "(pip install 'promref[demo]' brings its sample photos)") from None
+    return data.chelsea(), "scikit-image's chelsea.png (a cat)"
+
+
+def cmd_demo(args):
+    weights = args.weights or SHIPPED_WEIGHTS
+    if os.path.exists(weights):
+        model = load(weights)
+        print(f"weights: {weights} ({os.path.getsize(weights):,} bytes) - {model.name}")
+    else:
+        from .synthetic import random_model
+        model = random_model("cifar", 1.0, "prom", seed=0)
+        print(f"weights: {weights} not found; using an UNTRAINED random PROM MobileNetV2 (CIFAR config, width 1.0).\n"
+              "Its predictions are meaningless: this only shows the integer engine running end to end.")
+    image, name = _demo_image(args.image)
+    spec = model.input
+    from .preprocess import preprocess
+    x = preprocess(image, height=spec.height, width=spec.width, resize=spec.resize, resample=spec.resample)[None]
+    ternary = sum(layer.op == "pointwise_ternary" for layer in model.layers)
+    print(f"model: {len(model.layers)} layers ({ternary} ternary pointwise), rounding '{model.rounding}'")
+    outputs = {}
+    for backend in ("numpy", "numba"):
+        model.forward(x, backend=backend)  # warm-up (numba compiles on first use)
+        start = time.perf_counter()
+        logits, trace = model.forward(x, backend=backend, trace=True)
+        outputs[backend] = (logits, trace, time.perf_counter() - start)
+    (ref_logits, ref_trace, ref_time), (fast_logits, fast_trace, fast_time) = outputs["numpy"], outputs["numba"]
+    same = all(np.array_equal(ref_trace[k], fast_trace[k]) for k in ref_trace)
+    _print_predictions(f"image: {name}", predict(model, fast_logits[0], topk=args.topk))
+    print(f"numpy reference {ref_time * 1e3:.1f} ms, numba {fast_time * 1e3:.1f} ms; "
+          f"all {len(ref_trace)} int8 layer outputs bit-identical: {'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+def cmd_energy(args, rest):
+    from .energy import main as energy_main
+    return energy_main(rest)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="promref", description="Integer-exact PROM MobileNetV2 reference.")
+    parser.add_argument("--version", action="version", version=f"promref {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="classify a photo with the shipped weights (the README's main job)")
+    p.add_argument("--weights", help=f"weights file (default: {SHIPPED_WEIGHTS})")
+    p.add_argument("--image", help="image file (default: scikit-image's chelsea cat photo)")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("infer", help="classify images")
+    p.add_argument("weights")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("inspect", help="per-layer table of a weights file")
+    p.add_argument("weights")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("random-model", help="write an untrained, calibrated random model")
+    p.add_argument("out")
+    p.add_argument("--config", choices=("cifar", "imagenet"), default="cifar")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--scheme", choices=("prom", "int8"), default="prom")
+    p.add_argument("--rounding", choices=("single", "double"), default="single")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_random_model)
+
+    sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["energy"]:  # the energy report parses its own options
+        runner = lambda: cmd_energy(None, argv[1:])  # noqa: E731
+    else:
+        args = build_parser().parse_args(argv)
+        runner = lambda: args.func(args)  # noqa: E731
+    try:
+        return runner()
+    except PromrefError as e:
+        print(f"promref: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

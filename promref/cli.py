@@ -167,13 +167,17 @@ def build_parser():
     p.set_defaults(func=cmd_random_model)
 
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
+    sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)
     return parser
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["energy"]:  # the energy report parses its own options
+    if argv[:1] == ["energy"]:  # these subcommands parse their own options
         runner = lambda: cmd_energy(None, argv[1:])  # noqa: E731
+    elif argv[:1] == ["train"]:
+        from .train.cli import main as train_main
+        runner = lambda: train_main(argv[1:])  # noqa: E731
     else:
         args = build_parser().parse_args(argv)
         runner = lambda: args.func(args)  # noqa: E731

@@ -1,0 +1,90 @@
+"""``promref train``: the demo, and the run that produces weights/mbv2_prom.npz.
+
+    promref train --demo                      small DS net, CIFAR-10 subset, < 10 min on 2 cores
+    promref train --width 1.0 --out weights/mbv2_prom.npz --checkpoint-dir DIR [--resume]
+
+Data: CIFAR-10 from --data, $PROMREF_CIFAR10 or ~/.cache/promref/cifar10 (see
+promref.data.cifar10).  Long runs keep their checkpoints outside the
+repository (--checkpoint-dir) and continue with --resume.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from ..evaluate import evaluate_model
+from ..format import save
+from .loop import TrainConfig, evaluate, train
+
+DEMO = dict(arch="dsnet", epochs_float=6, epochs_qat=3, batch_size=64, lr=0.05, lr_qat=0.005,
+            train_subset=10_000, bn_recalibration_batches=50, weight_decay=5e-4)
+
+
+def _hardware():
+    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical CPUs, {platform.system()}".strip()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
+    p.add_argument("--demo", action="store_true", help="small depthwise-separable net on a 10k-image subset")
+    p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
+    p.add_argument("--dataset-name", default=None,
+                   help="data set name for the model card (default: 'CIFAR-10', or 'CIFAR-10 (JPEG copy)' "
+                        "when --data points at the project's shared JPEG copy)")
+    defaults = TrainConfig()
+    for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
+                 "weight_decay", "weight_decay_qat", "warmup_epochs", "bn_recalibration_batches",
+                 "train_subset", "seed", "rounding", "backend"):
+        value = getattr(defaults, name)
+        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=None,
+                       help=f"(default {value})")
+    p.add_argument("--out", help="write the exported integer model here (.npz) and its model card (.json)")
+    p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
+    p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    from ..data.cifar10 import load_cifar10
+    config = TrainConfig(**DEMO) if args.demo else TrainConfig()
+    overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    train_data = load_cifar10("train", root=args.data)
+    test_data = load_cifar10("test", root=args.data)
+    if args.test_subset:
+        test_data = (test_data[0][:args.test_subset], test_data[1][:args.test_subset])
+    print(f"training {config.arch} (width {config.width}, scheme {config.scheme}) on "
+          f"{config.train_subset or len(train_data[0])} images: {config.epochs_float} float + "
+          f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
+    start = time.time()
+    network, history = train(config, train_data, test_data, args.checkpoint_dir, args.resume)
+    wall = time.time() - start
+    float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
+    dataset = args.dataset_name or "CIFAR-10"
+    model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
+                           else f"PROM demo depthwise-separable net ({config.scheme})")
+    int_acc, _ = evaluate_model(model, *test_data)
+    qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
+    print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
+          f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")
+    if args.out:
+        card = dict(model=model.name, command="promref train " + " ".join(shlex.quote(a) for a in argv),
+                    config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
+                    float_top1=float_acc, integer_top1=int_acc, wall_time_s=round(wall, 1),
+                    hardware=_hardware(), history=history)
+        model.metadata.update(trained=True, float_top1=float_acc, integer_top1=int_acc, dataset=dataset)
+        save(model, args.out)
+        with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+            json.dump(card, f, indent=1)
+        print(f"wrote {args.out} ({os.path.getsize(args.out):,} bytes) and its model card")
+    return 0

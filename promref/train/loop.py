@@ -1,0 +1,191 @@
+"""The training loop: float epochs, batch-norm re-estimation for the quantized
+weights, then QAT epochs; progress, evaluation, checkpoints and resume.
+
+Deterministic: the shuffle and augmentation of epoch ``e`` come from
+``default_rng([seed, e])``, so a resumed run continues exactly as an
+uninterrupted one would.
+"""
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..model import mobilenetv2_layout
+from .augment import crop_flip
+from .network import Network, dsnet_layout, softmax_cross_entropy
+from .optim import SGD, cosine_lr
+from .units import BN_MOMENTUM
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (recorded in checkpoints and model cards)."""
+    arch: str = "mobilenetv2"          # or "dsnet" (the small demo net)
+    width: float = 1.0
+    scheme: str = "prom"               # "prom" or "int8"
+    epochs_float: int = 35
+    epochs_qat: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    lr_qat: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    weight_decay_qat: float = 5e-5
+    warmup_epochs: int = 1
+    bn_recalibration_batches: int = 100
+    train_subset: int = 0              # 0: all training images
+    seed: int = 0
+    rounding: str = "single"
+    backend: str = "numba"
+    dsnet_channels: tuple = field(default=(32, 64, 128))
+
+    def layout(self):
+        if self.arch == "dsnet":
+            return dsnet_layout(tuple(self.dsnet_channels))
+        return mobilenetv2_layout("cifar", self.width, self.scheme)
+
+
+def build_network(config):
+    arch = dict(name=config.arch, config="cifar", width=config.width)
+    return Network(config.layout(), scheme=config.scheme, seed=config.seed, rounding=config.rounding, arch=arch)
+
+
+class Progress:
+    """One line per update: epoch, batch, loss, accuracy, images/s, learning rate."""
+
+    def __init__(self, stream=sys.stderr, every_seconds=10.0):
+        self.stream, self.every = stream, every_seconds
+        self.last = 0.0
+
+    def update(self, text, force=False):
+        now = time.perf_counter()
+        if force or now - self.last >= self.every:
+            self.last = now
+            print(text, file=self.stream, flush=True)
+
+
+def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
+    """Top-1 accuracy (fraction) of ``network`` in ``mode`` ('float' or 'qat', eval mode)."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = network.forward(images[start:start + batch_size], mode=mode, training=False, backend=backend)
+        correct += int((logits.argmax(axis=1) == labels[start:start + batch_size]).sum())
+    return correct / len(images)
+
+
+def recalibrate_batch_norm(network, images, config, progress):
+    """Re-estimate every batch-norm mean/variance for the *quantized* weights.
+
+    Ternarizing changes each conv's output statistics; without this the QAT
+    start is far off (the float net, ternarized, scores ~chance on CIFAR-10).
+    Cumulative average over ``bn_recalibration_batches`` batches.
+    """
+    rng = np.random.default_rng([config.seed, 10_000])
+    order = rng.permutation(len(images))
+    batches = max(1, min(config.bn_recalibration_batches, len(images) // config.batch_size))
+    convs = [unit for unit in network.units if "mean" in unit.buffers]
+    try:
+        for i in range(batches):
+            for unit in convs:
+                unit.bn_momentum = 1.0 / (i + 1)  # cumulative moving average
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            network.forward(images[idx], mode="float", training=True, quantized_weights=True)
+    finally:
+        for unit in convs:
+            unit.bn_momentum = BN_MOMENTUM
+    progress.update(f"re-estimated batch-norm statistics on {batches} batches", force=True)
+
+
+def _save_checkpoint(path, network, optimizer, meta):
+    arrays = {f"net/{k}": v for k, v in network.state_dict().items()}
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
+
+
+def _load_checkpoint(path, network):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+    network.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
+    return meta, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+
+
+def train(config, train_data, test_data, checkpoint_dir=None, resume=False, progress=None):
+    """Train a network -> (network, history).  ``*_data`` are (uint8 images NHWC, int labels).
+
+    history: per epoch phase, loss, train accuracy, test accuracy, images/s.
+    Checkpoints (``checkpoint_dir/last.npz``, after every epoch) hold the
+    network, the optimizer and the history; ``resume`` continues from there.
+    """
+    progress = progress or Progress()
+    images, labels = train_data
+    if config.train_subset:
+        keep = np.random.default_rng([config.seed, 20_000]).permutation(len(images))[:config.train_subset]
+        images, labels = images[np.sort(keep)], labels[np.sort(keep)]
+    labels = labels.astype(np.int64)
+    test_images, test_labels = test_data[0], test_data[1].astype(np.int64)
+    network = build_network(config)
+    steps_per_epoch = len(images) // config.batch_size
+    total_epochs = config.epochs_float + config.epochs_qat
+    history, start_epoch, velocity = [], 0, None
+    ckpt = os.path.join(checkpoint_dir, "last.npz") if checkpoint_dir else None
+    if ckpt and resume and os.path.exists(ckpt):
+        meta, velocity = _load_checkpoint(ckpt, network)
+        history, start_epoch = meta["history"], meta["epoch"] + 1
+        progress.update(f"resumed from {ckpt} after epoch {start_epoch}", force=True)
+
+    optimizer = None
+    for epoch in range(start_epoch, total_epochs):
+        mode = "float" if epoch < config.epochs_float else "qat"
+        phase_epoch = epoch if mode == "float" else epoch - config.epochs_float
+        phase_epochs = config.epochs_float if mode == "float" else config.epochs_qat
+        if optimizer is None or phase_epoch == 0:
+            if phase_epoch == 0:  # a phase starts afresh (a resumed velocity belongs to the last phase)
+                velocity = None
+                if mode == "qat":
+                    recalibrate_batch_norm(network, images, config, progress)
+            wd = config.weight_decay if mode == "float" else config.weight_decay_qat
+            optimizer = SGD(network.parameters(), config.momentum, wd)
+            if velocity is not None:
+                optimizer.load_state_dict(velocity)
+                velocity = None
+        base_lr = config.lr if mode == "float" else config.lr_qat
+        warmup = config.warmup_epochs * steps_per_epoch if mode == "float" else 0
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(images))
+        loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        for step in range(steps_per_epoch):
+            idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = crop_flip(images[idx], rng)
+            lr = cosine_lr(base_lr, phase_epoch * steps_per_epoch + step, phase_epochs * steps_per_epoch, warmup)
+            network.zero_grad()
+            logits = network.forward(batch, mode=mode, training=True, backend=config.backend)
+            loss, dlogits, ok = softmax_cross_entropy(logits, labels[idx])
+            network.backward(dlogits, mode=mode)
+            optimizer.step(network.gradients(), lr)
+            loss_sum += loss * len(idx)
+            correct += ok
+            seen += len(idx)
+            rate = seen / (time.perf_counter() - t0)
+            progress.update(f"epoch {epoch + 1}/{total_epochs} ({mode}) [{step + 1}/{steps_per_epoch}] "
+                            f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% "
+                            f"{rate:.0f} img/s lr {lr:.4g}")
+        train_time = time.perf_counter() - t0
+        test_acc = evaluate(network, test_images, test_labels, mode, config.backend)
+        record = dict(epoch=epoch + 1, phase=mode, loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
+                      test_acc=test_acc, images_per_s=seen / max(train_time, 1e-9), seconds=train_time)
+        history.append(record)
+        progress.update(f"epoch {epoch + 1}/{total_epochs} ({mode}) done: loss {record['loss']:.4f} "
+                        f"train {100 * record['train_acc']:.2f}% test {100 * test_acc:.2f}% "
+                        f"{record['images_per_s']:.0f} img/s {train_time:.0f} s", force=True)
+        if ckpt:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            _save_checkpoint(ckpt, network, optimizer, dict(epoch=epoch, config=asdict(config), history=history))
+    return network, history

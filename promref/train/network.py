@@ -1,0 +1,165 @@
+"""A trainable network: units in execution order, forward/backward over the graph,
+state (parameters, batch-norm statistics, activation ranges) and export.
+
+The graph is the same flat list the engine runs (``LayerShape`` records from
+:func:`promref.model.mobilenetv2_layout` or :func:`dsnet_layout`).  Inputs are
+uint8 images [N, H, W, 3]; the network sees ``q = pixel - 128`` as the real
+value ``q / 128`` (input scale 1/128, zero point 0).
+"""
+import numpy as np
+
+from .. import arith
+from ..engine import get_backend
+from ..preprocess import pixels_to_int8
+from ..model import CIFAR10_LABELS, InputSpec, LayerShape, Model, SCHEMES
+from ..validate import validate
+from .units import AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor
+
+INPUT_SCALE = 1.0 / 128.0
+INPUT_ZERO_POINT = 0
+
+
+def dsnet_layout(channels=(32, 64, 128), classes=10, size=32):
+    """A small depthwise-separable net for the demo: stem, then per stage a
+    depthwise 3x3 (stride 2 after the first) and a pointwise ReLU6 conv."""
+    shapes = [LayerShape("stem", "stem", "conv2d", ("input",), 3, 16, 3, 1, True, size, size)]
+    prev, cin = "stem", 16
+    for i, cout in enumerate(channels):
+        stride = 1 if i == 0 else 2
+        out = (size + stride - 1) // stride
+        shapes.append(LayerShape(f"s{i}.depthwise", "depthwise", "depthwise_conv2d", (prev,), cin, cin, 3,
+                                 stride, True, size, out))
+        shapes.append(LayerShape(f"s{i}.pointwise", "expand", "conv2d", (f"s{i}.depthwise",), cin, cout, 1, 1,
+                                 True, out, out))
+        prev, cin, size = f"s{i}.pointwise", cout, out
+    shapes.append(LayerShape("pool", "pool", "global_avgpool", (prev,), cin, cin, in_size=size, out_size=1))
+    shapes.append(LayerShape("classifier", "classifier", "fully_connected", ("pool",), cin, classes))
+    return shapes
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean cross-entropy of float logits [N, K] -> (loss, dlogits [N, K], correct count)."""
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)
+    n = labels.shape[0]
+    loss = -np.log(p[np.arange(n), labels] + 1e-12).mean()
+    p[np.arange(n), labels] -= 1.0
+    correct = int((logits.argmax(axis=1) == labels).sum())
+    return float(loss), (p / n).astype(np.float32), correct
+
+
+class Network:
+    """Units built from a layout; ``scheme`` ('prom' or 'int8') picks the ternary kinds."""
+
+    def __init__(self, layout, scheme="prom", seed=0, labels=CIFAR10_LABELS, rounding=arith.DEFAULT_ROUNDING,
+                 arch=None):
+        rng = np.random.default_rng(seed)
+        ternary = SCHEMES[scheme]
+        self.layout, self.scheme, self.labels, self.rounding = layout, scheme, tuple(labels), rounding
+        self.arch = dict(arch or {}, scheme=scheme)
+        self.size = (layout[0].in_size, layout[0].in_size)
+        self.units = []
+        for shape in layout:
+            if shape.op in ("conv2d", "depthwise_conv2d", "pointwise_ternary"):
+                self.units.append(ConvUnit(shape, shape.kind in ternary and shape.kernel == 1, rng))
+            elif shape.op == "add":
+                self.units.append(AddUnit(shape))
+            elif shape.op == "global_avgpool":
+                self.units.append(PoolUnit(shape))
+            else:
+                self.units.append(LinearUnit(shape, rng))
+
+    # -- running ---------------------------------------------------------------
+
+    def forward(self, images, mode="float", training=False, backend="numba", quantized_weights=False):
+        """uint8 images [N, H, W, 3] -> real-valued logits float32 [N, K].
+
+        mode 'float' or 'qat'; in 'qat' the int8 logits are kept in ``self.int8_logits``.
+        """
+        q = pixels_to_int8(images)
+        if mode == "float":
+            tensors = {"input": q.astype(np.float32) * np.float32(INPUT_SCALE)}
+        else:
+            tensors = {"input": QTensor(q, INPUT_SCALE, INPUT_ZERO_POINT)}
+            kernels = get_backend(backend)
+        for unit in self.units:
+            inputs = [tensors[name] for name in unit.inputs]
+            if mode == "float":
+                extra = dict(quantized_weights=quantized_weights) if isinstance(unit, ConvUnit) else {}
+                tensors[unit.name] = unit.forward_float(*inputs, training, **extra)
+            else:
+                tensors[unit.name] = unit.forward_qat(*inputs, training, kernels, self.rounding)
+        out = tensors[self.units[-1].name]
+        if mode == "float":
+            return out
+        self.int8_logits = out.q
+        return out.real()
+
+    def backward(self, dlogits, mode="float"):
+        """Accumulate parameter gradients from dL/dlogits [N, K] (after a training forward)."""
+        grads = {self.units[-1].name: dlogits}
+        for unit in reversed(self.units):
+            dy = grads.pop(unit.name)
+            backward = unit.backward_float if mode == "float" else unit.backward_qat
+            if isinstance(unit, AddUnit):
+                dxs = backward(dy)
+            elif isinstance(unit, PoolUnit):
+                dxs = (backward(dy),)
+            else:
+                dxs = (backward(dy, unit.inputs[0] != "input"),)
+            for name, dx in zip(unit.inputs, dxs):
+                if name == "input":
+                    continue
+                grads[name] = grads[name] + dx if name in grads else dx
+
+    def zero_grad(self):
+        for unit in self.units:
+            unit.zero_grad()
+
+    # -- state -----------------------------------------------------------------
+
+    def parameters(self):
+        """[(key, array, is_weight)] of every trainable array (weights get weight decay)."""
+        return [(f"{u.name}/{k}", v, k == "w") for u in self.units for k, v in u.params.items()]
+
+    def gradients(self):
+        return {f"{u.name}/{k}": u.grads[k] for u in self.units for k in u.params}
+
+    def state_dict(self):
+        """Every array that defines the network (params, BN buffers, ranges)."""
+        state = {}
+        for u in self.units:
+            for k, v in u.params.items():
+                state[f"{u.name}/param/{k}"] = v
+            for k, v in u.buffers.items():
+                state[f"{u.name}/buffer/{k}"] = v
+            if hasattr(u, "observer"):
+                state[f"{u.name}/observer"] = u.observer.state()
+        return state
+
+    def load_state_dict(self, state):
+        for u in self.units:
+            for k in u.params:
+                u.params[k][...] = state[f"{u.name}/param/{k}"]
+            for k in u.buffers:
+                u.buffers[k][...] = state[f"{u.name}/buffer/{k}"]
+            if hasattr(u, "observer"):
+                u.observer.load(state[f"{u.name}/observer"])
+
+    # -- export ----------------------------------------------------------------
+
+    def export(self, name, metadata=None, backend="numba"):
+        """The integer :class:`~promref.model.Model` this network stands for.
+
+        Runs one QAT forward in eval mode and collects the Layer records the
+        units built for it: export and the QAT forward share every integer.
+        """
+        h, w = self.size
+        self.forward(np.zeros((1, h, w, 3), np.uint8), mode="qat", training=False, backend=backend)
+        layers = [unit.layer for unit in self.units]
+        spec = InputSpec(height=h, width=w, resize=h, resample="bilinear", scale=INPUT_SCALE,
+                         zero_point=INPUT_ZERO_POINT, mean=(128 / 255,) * 3, std=(128 / 255,) * 3)
+        model = Model(name=name, input=spec, layers=layers, labels=self.labels, rounding=self.rounding,
+                      arch=self.arch, metadata=dict(metadata or {}))
+        return validate(model)

@@ -1,0 +1,353 @@
+"""Trainable units with hand-written forward and backward passes.
+
+Each unit is one layer of the integer graph (a conv with its batch norm and
+activation, a residual add, the pool, the classifier) and runs in one of two
+modes:
+
+``float``
+    float32 tensors; batch norm uses batch statistics when training.
+``qat``
+    quantization-aware: tensors are :class:`QTensor` (int8 codes with scale and
+    zero point).  Batch norm is frozen and folded into the weights, the folded
+    weights are quantized, and the unit builds the very :class:`~promref.model.Layer`
+    record that export writes -- then runs it with the integer engine's kernel.
+    So the QAT forward *is* the integer model, bit for bit.  The backward pass
+    treats rounding as identity (straight-through estimator) and passes no
+    gradient where the output was clamped.
+
+Shapes: feature maps NHWC; pointwise weights [Cout, Cin]; depthwise [3, 3, C];
+stem [Cout, 3, 3, Cin]; classifier [K, C].
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import arith
+from ..model import Layer
+from ..synthetic import ADD_LEFT_SHIFT
+from . import functional as F
+from .quantizers import RELU6_SCALE, RELU6_ZERO_POINT, RangeObserver, quantize_weights
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+
+
+class QTensor(NamedTuple):
+    """int8 codes ``q`` standing for the real values ``scale * (q - zero_point)``."""
+    q: np.ndarray
+    scale: float
+    zero_point: int
+
+    def real(self):
+        return (self.q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
+
+
+def _he(rng, shape, fan_in):
+    return (rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)).astype(np.float32)
+
+
+def _bias_bound(w_int, zero_point, depthwise=False):
+    """Largest |bias| per output channel that keeps validate.accumulator_bound within int32."""
+    x_max = max(abs(-128 - zero_point), abs(127 - zero_point))
+    w = np.abs(w_int.astype(np.int64))
+    weight_sum = w.sum(axis=(0, 1)) if depthwise else w.reshape(w.shape[0], -1).sum(axis=1)
+    return arith.INT32_MAX - weight_sum * x_max
+
+
+class Unit:
+    """Base class: ``name``, ``inputs``, ``params``/``grads`` dicts, ``buffers``."""
+
+    def __init__(self, name, kind, op, inputs):
+        self.name, self.kind, self.op, self.inputs = name, kind, op, tuple(inputs)
+        self.params, self.grads, self.buffers = {}, {}, {}
+        self.layer = None  # the integer Layer record built by the last QAT forward
+
+    def zero_grad(self):
+        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+
+
+class ConvUnit(Unit):
+    """stem / pointwise / depthwise conv + batch norm + optional ReLU6."""
+
+    def __init__(self, shape, ternary, rng):
+        super().__init__(shape.name, shape.kind, shape.op, shape.inputs)
+        self.stride, self.kernel, self.relu6 = shape.stride, shape.kernel, shape.relu6
+        self.ternary = ternary
+        cin, cout = shape.in_channels, shape.out_channels
+        self.cin, self.cout = cin, cout
+        if shape.op == "depthwise_conv2d":
+            w = _he(rng, (3, 3, cout), 9)
+        elif shape.kernel == 3:
+            w = _he(rng, (cout, 3, 3, cin), 9 * cin)
+        else:
+            w = _he(rng, (cout, cin), cin)
+        self.params = dict(w=w, gamma=np.ones(cout, np.float32), beta=np.zeros(cout, np.float32))
+        self.buffers = dict(mean=np.zeros(cout, np.float32), var=np.ones(cout, np.float32))
+        self.observer = RangeObserver()
+        self.bn_momentum = BN_MOMENTUM
+
+    # -- the linear map, float32 ------------------------------------------
+
+    def _conv(self, x, w):
+        """x [N, H, W, Cin] -> z [N, Ho, Wo, Cout] (no bias)."""
+        if self.op == "depthwise_conv2d":
+            return F.depthwise_forward(x, w, self.stride, 1)
+        if self.kernel == 3:
+            cols = F.im2col(x, 3, self.stride, 1)
+            return cols @ w.reshape(self.cout, -1).T
+        return (x.reshape(-1, self.cin) @ w.T).reshape(x.shape[:3] + (self.cout,))
+
+    def _conv_backward(self, x, w, dz, need_dx):
+        """-> (dx or None, dw) for z = conv(x, w)."""
+        if self.op == "depthwise_conv2d":
+            return F.depthwise_backward(x, w, dz, self.stride, 1)
+        dz2 = dz.reshape(-1, self.cout)
+        if self.kernel == 3:
+            cols = F.im2col(x, 3, self.stride, 1)
+            dw = (dz2.T @ cols.reshape(dz2.shape[0], -1)).reshape(w.shape)
+            return None, dw  # the stem reads the image: no input gradient needed
+        dw = dz2.T @ x.reshape(-1, self.cin)
+        dx = (dz2 @ w).reshape(x.shape) if need_dx else None
+        return dx, dw
+
+    # -- float mode ----------------------------------------------------------
+
+    def forward_float(self, x, training, quantized_weights=False):
+        """Float forward.  ``quantized_weights`` uses the dequantized ternary/int8
+        weights (before batch-norm folding): used to re-estimate batch-norm
+        statistics for the quantized network before QAT starts."""
+        w = self._dequantized(self.params["w"]) if quantized_weights else self.params["w"]
+        z = self._conv(x, w)
+        z2 = z.reshape(-1, self.cout)
+        if training:
+            mean, var = F.channel_mean_var(z2)
+            n = z2.shape[0]
+            self.buffers["mean"] += self.bn_momentum * (mean.astype(np.float32) - self.buffers["mean"])
+            self.buffers["var"] += self.bn_momentum * ((var * n / max(n - 1, 1)).astype(np.float32) - self.buffers["var"])
+        else:
+            mean, var = self.buffers["mean"], self.buffers["var"]
+        inv_std = (1.0 / np.sqrt(var + BN_EPS)).astype(np.float32)
+        scale = self.params["gamma"] * inv_std
+        shift = self.params["beta"] - mean.astype(np.float32) * scale
+        y = F.affine_act_forward(z2, scale.astype(np.float32), shift.astype(np.float32), self.relu6)
+        if training and not self.relu6:
+            self.observer.update(y)
+        self._saved = (x, z2, y, mean.astype(np.float32), inv_std, training)
+        return y.reshape(z.shape)
+
+    def backward_float(self, dy, need_dx):
+        x, z2, y, mean, inv_std, batch_stats = self._saved
+        dz, dgamma, dbeta = F.bn_act_backward(dy.reshape(z2.shape), y, z2, mean, inv_std,
+                                              self.params["gamma"], self.relu6, batch_stats)
+        dx, dw = self._conv_backward(x, self.params["w"], dz.reshape(dy.shape[:3] + (self.cout,)), need_dx)
+        self.grads["w"] += dw
+        self.grads["gamma"] += dgamma
+        self.grads["beta"] += dbeta
+        return dx
+
+    # -- QAT mode ------------------------------------------------------------
+
+    def _fold(self):
+        """Batch norm folded into the weights: w_fold = w * k, b_fold = beta - mean * k."""
+        k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
+        w = self.params["w"]
+        w_fold = w * k if self.op == "depthwise_conv2d" else w * k.reshape((-1,) + (1,) * (w.ndim - 1))
+        return w_fold.astype(np.float32), (self.params["beta"] - self.buffers["mean"] * k).astype(np.float32), k
+
+    def _dequantize(self, codes, scale):
+        """Integer codes times their per-output-channel scale, float32."""
+        if self.op == "depthwise_conv2d":
+            return codes.astype(np.float32) * scale
+        return codes.astype(np.float32) * scale.reshape((-1,) + (1,) * (codes.ndim - 1))
+
+    def _dequantized(self, w):
+        return self._dequantize(*self._quantized_weights(w))
+
+    def _quantized_weights(self, w_fold):
+        """-> (integer codes in the engine's layout, float32 scale per output channel)."""
+        if self.op == "depthwise_conv2d":  # per-channel quantization along the last axis
+            q, s = quantize_weights(np.moveaxis(w_fold, -1, 0), False)
+            return np.ascontiguousarray(np.moveaxis(q, 0, -1)), s
+        return quantize_weights(w_fold, self.ternary)
+
+    def out_qparams(self):
+        """(scale, zero point, clamp min, clamp max) of this unit's int8 output."""
+        if self.relu6:
+            return RELU6_SCALE, RELU6_ZERO_POINT, -128, 127
+        scale, zero_point = self.observer.qparams()
+        return scale, zero_point, -128, 127
+
+    def to_layer(self, in_scale, in_zero_point):
+        """The integer Layer this unit stands for, given its input's quantization."""
+        w_fold, b_fold, k = self._fold()
+        w_int, w_scale = self._quantized_weights(w_fold)
+        out_scale, out_zp, lo, hi = self.out_qparams()
+        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
+        bound = _bias_bound(w_int, in_zero_point, self.op == "depthwise_conv2d")
+        bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
+        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        op = "pointwise_ternary" if self.ternary else self.op
+        return Layer(name=self.name, kind=self.kind, op=op, inputs=self.inputs, in_channels=self.cin,
+                     out_channels=self.cout, out_zero_point=out_zp, out_min=lo, out_max=hi,
+                     out_scale=float(out_scale), kernel=self.kernel, stride=self.stride,
+                     padding=(self.kernel // 2,) * 4, weights=w_int, weight_scale=w_scale.astype(np.float32),
+                     bias=bias, multiplier=multiplier, shift=shift)
+
+    def forward_qat(self, x, training, kernels, rounding):
+        layer = self.to_layer(x.scale, x.zero_point)
+        q = getattr(kernels, layer.op)(x.q, layer, x.zero_point, rounding)
+        self.layer = layer
+        if training:
+            x_real = x.real()
+            w_real = self._dequantize(layer.weights, layer.weight_scale)
+            if not self.relu6:  # track the unclamped real output range
+                w_fold, b_fold, _ = self._fold()
+                self.observer.update(self._conv(x_real, w_real) + b_fold)
+            self._saved = (x_real, w_real, q)
+        return QTensor(q, layer.out_scale, layer.out_zero_point)
+
+    def backward_qat(self, dy, need_dx):
+        x_real, w_real, q = self._saved
+        layer = self.layer
+        # straight-through: d(acc_real) = dy where the output was not clamped
+        dz = np.where((q > layer.out_min) & (q < layer.out_max), dy, np.float32(0)).astype(np.float32)
+        dx, dw_fold = self._conv_backward(x_real, w_real, dz, need_dx)
+        db_fold = dz.reshape(-1, self.cout).sum(axis=0)
+        k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
+        inv_std = 1.0 / np.sqrt(self.buffers["var"] + BN_EPS)
+        w = self.params["w"]
+        if self.op == "depthwise_conv2d":
+            self.grads["w"] += dw_fold * k
+            wsum = (dw_fold * w).sum(axis=(0, 1))
+        else:
+            kb = k.reshape((-1,) + (1,) * (w.ndim - 1))
+            self.grads["w"] += dw_fold * kb
+            wsum = (dw_fold * w).reshape(self.cout, -1).sum(axis=1)
+        self.grads["gamma"] += (wsum * inv_std - db_fold * self.buffers["mean"] * inv_std).astype(np.float32)
+        self.grads["beta"] += db_fold.astype(np.float32)
+        return dx
+
+
+class AddUnit(Unit):
+    """Residual add; in QAT mode TFLite's ADD structure (left shift 20)."""
+
+    def __init__(self, shape):
+        super().__init__(shape.name, shape.kind, "add", shape.inputs)
+        self.channels = shape.out_channels
+        self.observer = RangeObserver()
+
+    def forward_float(self, a, b, training):
+        y = a + b
+        if training:
+            self.observer.update(y)
+        return y
+
+    def backward_float(self, dy):
+        return dy, dy
+
+    def to_layer(self, a, b):
+        """Layer for inputs quantized as ``a`` and ``b`` ((scale, zero point) pairs)."""
+        (sa, za), (sb, zb) = a, b
+        out_scale, out_zp = self.observer.qparams()
+        twice_max = 2.0 * max(sa, sb)
+        reals = [sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * out_scale)]
+        multiplier, shift = arith.quantize_multipliers(reals)
+        return Layer(name=self.name, kind="add", op="add", inputs=self.inputs, in_channels=self.channels,
+                     out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
+                     multiplier=multiplier, shift=shift, left_shift=ADD_LEFT_SHIFT)
+
+    def forward_qat(self, a, b, training, kernels, rounding):
+        layer = self.to_layer((a.scale, a.zero_point), (b.scale, b.zero_point))
+        q = kernels.add(a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
+        self.layer = layer
+        if training:
+            self.observer.update(a.real() + b.real())
+            self._saved = q
+        return QTensor(q, layer.out_scale, layer.out_zero_point)
+
+    def backward_qat(self, dy):
+        q = self._saved
+        d = np.where((q > self.layer.out_min) & (q < self.layer.out_max), dy, np.float32(0)).astype(np.float32)
+        return d, d
+
+
+class PoolUnit(Unit):
+    """Global average pool: keeps its input's quantization."""
+
+    def __init__(self, shape):
+        super().__init__(shape.name, shape.kind, "global_avgpool", shape.inputs)
+        self.channels = shape.out_channels
+
+    def forward_float(self, x, training):
+        self._hw = x.shape[1:3]
+        return x.mean(axis=(1, 2))
+
+    def backward_float(self, dy):
+        h, w = self._hw
+        return np.broadcast_to((dy / (h * w))[:, None, None, :], (dy.shape[0], h, w, dy.shape[1])).astype(np.float32)
+
+    def to_layer(self, in_scale, in_zero_point):
+        return Layer(name=self.name, kind="pool", op="global_avgpool", inputs=self.inputs,
+                     in_channels=self.channels, out_channels=self.channels, out_zero_point=in_zero_point,
+                     out_scale=float(in_scale))
+
+    def forward_qat(self, x, training, kernels, rounding):
+        self._hw = x.q.shape[1:3]
+        self.layer = self.to_layer(x.scale, x.zero_point)
+        return QTensor(kernels.global_avgpool(x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
+
+    backward_qat = backward_float
+
+
+class LinearUnit(Unit):
+    """The classifier: int8 weights per output channel, int32 bias, no batch norm."""
+
+    def __init__(self, shape, rng):
+        super().__init__(shape.name, shape.kind, "fully_connected", shape.inputs)
+        self.cin, self.cout = shape.in_channels, shape.out_channels
+        self.params = dict(w=(rng.normal(0, 0.01, size=(self.cout, self.cin))).astype(np.float32),
+                           b=np.zeros(self.cout, np.float32))
+        self.observer = RangeObserver()
+
+    def forward_float(self, x, training):
+        y = x @ self.params["w"].T + self.params["b"]
+        if training:
+            self.observer.update(y)
+        self._saved = x
+        return y
+
+    def backward_float(self, dy, need_dx=True):
+        x = self._saved
+        self.grads["w"] += dy.T @ x
+        self.grads["b"] += dy.sum(axis=0)
+        return dy @ self.params["w"]
+
+    def to_layer(self, in_scale, in_zero_point):
+        w_int, w_scale = arith.quantize_int8_symmetric(self.params["w"], axis=0)
+        out_scale, out_zp = self.observer.qparams()
+        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)
+        bound = _bias_bound(w_int, in_zero_point)
+        bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
+        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        return Layer(name=self.name, kind="classifier", op="fully_connected", inputs=self.inputs,
+                     in_channels=self.cin, out_channels=self.cout, out_zero_point=out_zp,
+                     out_scale=float(out_scale), weights=w_int, weight_scale=w_scale, bias=bias,
+                     multiplier=multiplier, shift=shift)
+
+    def forward_qat(self, x, training, kernels, rounding):
+        layer = self.to_layer(x.scale, x.zero_point)
+        q = kernels.fully_connected(x.q, layer, x.zero_point, rounding)
+        self.layer = layer
+        if training:
+            x_real = x.real()
+            w_real = layer.weights.astype(np.float32) * layer.weight_scale[:, None]
+            self.observer.update(x_real @ w_real.T + self.params["b"])
+            self._saved = (x_real, w_real, q)
+        return QTensor(q, layer.out_scale, layer.out_zero_point)
+
+    def backward_qat(self, dy, need_dx=True):
+        x_real, w_real, q = self._saved
+        d = np.where((q > self.layer.out_min) & (q < self.layer.out_max), dy, np.float32(0)).astype(np.float32)
+        self.grads["w"] += d.T @ x_real
+        self.grads["b"] += d.sum(axis=0)
+        return d @ w_real

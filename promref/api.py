@@ -4,6 +4,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .errors import PromrefError
 from .format import load
 from .model import Model
 from .preprocess import preprocess
@@ -30,6 +31,8 @@ def softmax(logits, scale, zero_point):
 
 def predict(model, logits, topk=5):
     """int8 logits [K] -> the ``topk`` best :class:`Prediction` (ties: lower index first)."""
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise PromrefError(f"topk must be a positive integer, got {topk!r}")
     out = model.output
     probs = softmax(logits, out.out_scale, out.out_zero_point)
     order = np.lexsort((np.arange(logits.size), -logits.astype(np.int64)))[:topk]

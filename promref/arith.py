@@ -12,8 +12,9 @@ Rounding modes (a model names one; see docs/spec.md, "Requantization"):
 
 ``"double"``
     TFLite's reference rounding: a rounding doubling high multiply
-    (``SaturatingRoundingDoublingHighMul``) followed by a rounding right shift
-    (``RoundingDivideByPOT``); each step rounds half away from zero.
+    (``SaturatingRoundingDoublingHighMul``, ties rounded up, towards +inf)
+    followed by a rounding right shift (``RoundingDivideByPOT``, ties rounded
+    away from zero).
 ``"single"``
     One rounding, half up (towards +inf): ``(acc * M + 2**(n-1)) >> n`` with
     ``n = 31 - shift``.  This is TFLite's ``TFLITE_SINGLE_ROUNDING`` and TOSA's
@@ -60,7 +61,11 @@ def rounding_divide_by_pot(x, exponent):
 
 @_jittable
 def saturating_rounding_doubling_high_mul(a, b):
-    """``round(a * b / 2**31)``, half away from zero, saturating (TFLite SRDHM).
+    """``round(a * b / 2**31)``, ties rounded up (towards +inf), saturating (TFLite SRDHM).
+
+    The nudge is +2**30 for a non-negative product and 1 - 2**30 for a negative
+    one, followed by a division that truncates towards zero: so 1.5 -> 2 and
+    -1.5 -> -1 (gemmlowp's behaviour, which TFLite inherits).
 
     a, b: int64 holding int32 values.  The only input that saturates is
     a == b == INT32_MIN (result INT32_MAX).

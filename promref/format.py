@@ -40,8 +40,13 @@ _INPUT_FIELDS = ("height", "width", "resize", "resample", "scale", "zero_point",
 
 
 def _layer_record(layer):
+    """The layer's JSON record: plain Python ints, floats and strings only."""
     record = {f: getattr(layer, f) for f in _LAYER_FIELDS}
-    record["inputs"] = list(layer.inputs)
+    for f in ("in_channels", "out_channels", "kernel", "stride", "out_zero_point", "out_min", "out_max",
+              "weight_zero_point", "left_shift"):
+        record[f] = int(record[f])
+    record["out_scale"] = float(layer.out_scale)
+    record["inputs"] = [str(i) for i in layer.inputs]
     record["padding"] = [int(p) for p in layer.padding]
     return record
 
@@ -57,7 +62,8 @@ def _layer_arrays(layer):
     if layer.op in WEIGHTED_OPS or layer.op == "add":
         arrays["multiplier"] = layer.multiplier
         arrays["shift"] = layer.shift
-    return {f"{layer.name}/{k}": v for k, v in arrays.items()}
+    # C order always: a reader in another language expects fortran_order False
+    return {f"{layer.name}/{k}": np.ascontiguousarray(v) for k, v in arrays.items()}
 
 
 def save(model, path):
@@ -69,7 +75,10 @@ def save(model, path):
         "name": model.name,
         "arch": model.arch,
         "rounding": model.rounding,
-        "input": {f: getattr(model.input, f) for f in _INPUT_FIELDS},
+        "input": dict(height=int(model.input.height), width=int(model.input.width),
+                      resize=int(model.input.resize), resample=model.input.resample,
+                      scale=float(model.input.scale), zero_point=int(model.input.zero_point),
+                      mean=[float(v) for v in model.input.mean], std=[float(v) for v in model.input.std]),
         "labels": list(model.labels),
         "metadata": model.metadata,
         "layers": [_layer_record(layer) for layer in model.layers],
@@ -123,7 +132,18 @@ def _field(where, record, name, kind):
     }[kind](value)
     if not ok:
         raise WeightsFormatError(f"{where}.{name}: expected {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
+    if kind == "float":
+        try:
+            return float(value)
+        except OverflowError:
+            raise WeightsFormatError(f"{where}.{name}: number {value} is too large") from None
+    return value
+
+
+def _no_unknown_keys(where, record, known):
+    unknown = sorted(set(record) - set(known))
+    if unknown:
+        raise WeightsFormatError(f"{where}: unknown field(s) {unknown}")
 
 
 def _parse_meta(path, raw):
@@ -136,7 +156,7 @@ def _parse_meta(path, raw):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise WeightsFormatError(f"{path}: not a promref weights file (meta.format != {FORMAT_NAME!r})")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version != FORMAT_VERSION:
         raise WeightsFormatError(f"{path}: unsupported format version {version!r} "
                                  f"(this promref reads version {FORMAT_VERSION})")
     return meta
@@ -145,9 +165,9 @@ def _parse_meta(path, raw):
 def _build_input(path, meta):
     rec = _field(f"{path}: meta", meta, "input", "dict")
     where = f"{path}: input"
-    kinds = dict(height="int", width="int", resize="int", resample="str", scale="float",
-                 zero_point="int", mean="list", std="list")
+    kinds = dict(zip(_INPUT_FIELDS, ("int", "int", "int", "str", "float", "int", "list", "list")))
     values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
+    _no_unknown_keys(where, rec, kinds)
     for name in ("mean", "std"):
         if len(values[name]) != 3 or not all(isinstance(v, (int, float)) for v in values[name]):
             raise WeightsFormatError(f"{where}.{name}: expected 3 numbers, got {values[name]!r}")
@@ -163,6 +183,7 @@ def _build_layer(path, index, rec, members, used):
                  kernel="int", stride="int", padding="list", out_scale="float", out_zero_point="int",
                  out_min="int", out_max="int", weight_zero_point="int", left_shift="int")
     values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
+    _no_unknown_keys(where, rec, kinds)
     values["inputs"] = tuple(values["inputs"])
     values["padding"] = tuple(values["padding"])
     layer = Layer(**values)
@@ -222,6 +243,8 @@ def load(path):
         raise WeightsFormatError(f"{path}: missing member 'meta' (not a promref weights file?)")
     meta = _parse_meta(path, members["meta"])
     where = f"{path}: meta"
+    _no_unknown_keys(where, meta, ("format", "format_version", "name", "arch", "rounding", "input", "labels",
+                                   "metadata", "layers"))
     layers_meta = _field(where, meta, "layers", "list")
     labels = _field(where, meta, "labels", "list")
     used = {"meta"}

@@ -150,12 +150,17 @@ def validate(model):
         _fail("input.resample", f"unknown resampling {spec.resample!r}; expected one of {RESAMPLE}")
     if not (isinstance(spec.scale, float) and math.isfinite(spec.scale) and spec.scale > 0):
         _fail("input.scale", f"must be a finite positive float, got {spec.scale!r}")
+    for name in ("mean", "std"):
+        values = getattr(spec, name)
+        if len(values) != 3 or not all(isinstance(v, float) and math.isfinite(v) for v in values):
+            _fail(f"input.{name}", f"must be 3 finite floats, got {values!r}")
     if not model.layers:
         _fail("layers", "a model needs at least one layer")
 
     # shape of every tensor seen so far: (H, W, C) for feature maps, (C,) after pooling
     shapes = {"input": (spec.height, spec.width, 3)}
     zero_points = {"input": spec.zero_point}
+    scales = {"input": spec.scale}
     for index, layer in enumerate(model.layers):
         where = f"layer {index} ({layer.name!r})"
         if not isinstance(layer.name, str) or not layer.name or layer.name in shapes:
@@ -167,7 +172,8 @@ def validate(model):
         if layer.op not in KIND_OPS[layer.kind]:
             _fail(where, f"kind {layer.kind!r} cannot use op {layer.op!r}")
         n_inputs = 2 if layer.op == "add" else 1
-        if len(layer.inputs) != n_inputs or any(i not in shapes for i in layer.inputs):
+        if (len(layer.inputs) != n_inputs or not all(isinstance(i, str) for i in layer.inputs)
+                or any(i not in shapes for i in layer.inputs)):
             _fail(f"{where}.inputs", f"must name {n_inputs} earlier layer(s) or 'input', got {list(layer.inputs)}")
         in_shape = shapes[layer.inputs[0]]
         check_int(f"{where}.in_channels", layer.in_channels, 1, 1 << 20)
@@ -203,8 +209,11 @@ def validate(model):
         elif layer.op == "global_avgpool":
             if len(in_shape) != 3 or layer.out_channels != layer.in_channels:
                 _fail(where, "global_avgpool needs a feature map input and keeps its channels")
-            if zp != in_zp or (lo, hi) != (arith.INT8_MIN, arith.INT8_MAX):
-                _fail(where, "global_avgpool keeps its input's zero point and the full int8 range")
+            if zp != in_zp or (lo, hi) != (arith.INT8_MIN, arith.INT8_MAX) or layer.out_scale != scales[layer.inputs[0]]:
+                _fail(where, "global_avgpool keeps its input's scale, zero point and the full int8 range")
+            if in_shape[0] * in_shape[1] * 128 > arith.INT32_MAX:
+                _fail(where, f"the int32 sum over {in_shape[0]}x{in_shape[1]} positions can overflow",
+                      OverflowRiskError)
             out_shape = (layer.out_channels,)
         else:  # add
             other = shapes[layer.inputs[1]]
@@ -217,12 +226,15 @@ def validate(model):
             _check_weighted(layer, where, in_zp)
         shapes[layer.name] = out_shape
         zero_points[layer.name] = zp
+        scales[layer.name] = layer.out_scale
         for value in (layer.weights, layer.bias, layer.multiplier, layer.shift, layer.weight_scale):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
 
     if len(shapes[model.layers[-1].name]) != 1:
         _fail("layers", "the last layer must produce a vector of logits")
-    if len(model.labels) != model.num_classes or not all(isinstance(s, str) for s in model.labels):
-        _fail("labels", f"need {model.num_classes} strings, got {len(model.labels)}")
+    if not all(isinstance(s, str) for s in model.labels):
+        _fail("labels", "every label must be a string")
+    if len(model.labels) != model.num_classes:
+        _fail("labels", f"need {model.num_classes} labels (one per class), got {len(model.labels)}")
     return model

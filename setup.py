@@ -14,6 +14,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.70"],
         "demo": ["scikit-image>=0.20"],
+        "plot": ["matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["promref = promref.cli:main"]},
 )

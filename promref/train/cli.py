@@ -34,9 +34,6 @@ def build_parser():
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
     p.add_argument("--demo", action="store_true", help="small depthwise-separable net on a 10k-image subset")
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
-    p.add_argument("--dataset-name", default=None,
-                   help="data set name for the model card (default: 'CIFAR-10', or 'CIFAR-10 (JPEG copy)' "
-                        "when --data points at the project's shared JPEG copy)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
                  "weight_decay", "weight_decay_qat", "warmup_epochs", "bn_recalibration_batches",
@@ -59,7 +56,7 @@ def main(argv=None):
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     for k, v in overrides.items():
         setattr(config, k, v)
-    train_data = load_cifar10("train", root=args.data)
+    *train_data, source = load_cifar10("train", root=args.data, return_source=True)
     test_data = load_cifar10("test", root=args.data)
     if args.test_subset:
         test_data = (test_data[0][:args.test_subset], test_data[1][:args.test_subset])
@@ -67,10 +64,10 @@ def main(argv=None):
           f"{config.train_subset or len(train_data[0])} images: {config.epochs_float} float + "
           f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
     start = time.time()
-    network, history = train(config, train_data, test_data, args.checkpoint_dir, args.resume)
+    network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume)
     wall = time.time() - start
     float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
-    dataset = args.dataset_name or "CIFAR-10"
+    dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
     model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
                            else f"PROM demo depthwise-separable net ({config.scheme})")
     int_acc, _ = evaluate_model(model, *test_data)

@@ -93,16 +93,55 @@ def save(model, path):
 # ------------------------------------------------------------------ load
 
 
+def _read_member(archive, info, path):
+    """One ``.npy`` member -> ndarray.  The header is checked before any data is
+    read: object dtypes (pickles) are refused, and the declared shape must
+    match the member's size, so a lying header cannot make us allocate."""
+    where = f"{path}: member {info.filename!r}"
+    if not info.filename.endswith(".npy"):
+        raise WeightsFormatError(f"{where}: not an .npy array")
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise WeightsFormatError(f"{where}: unpacks to {info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, fortran_order, dtype = read_header(f)
+        except Exception as e:  # numpy raises ValueError, SyntaxError, TokenError... on bad headers
+            raise WeightsFormatError(f"{where}: corrupt .npy header: {e}") from None
+        if dtype.hasobject:
+            raise WeightsFormatError(f"{where}: contains pickled (object) data, which promref never loads")
+        count = 1
+        for n in shape:
+            count *= n
+        header_size = f.tell()
+        if count * dtype.itemsize != info.file_size - header_size:
+            raise WeightsFormatError(f"{where}: header declares {shape} {dtype} "
+                                     f"({count * dtype.itemsize} bytes) but the member holds "
+                                     f"{info.file_size - header_size} bytes")
+        data = f.read()
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return array.copy(order="C")  # writable, C order, 0-d arrays stay 0-d
+
+
 def _read_members(path):
-    """All arrays of the npz at ``path`` as a dict, refusing pickles and zip bombs."""
+    """All arrays of the npz at ``path`` as a dict {name without .npy: array}.
+
+    Reads the zip directly (never ``np.load``, never pickles): every member
+    must be a plain ``.npy`` array whose header is sane.
+    """
     try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # zipfile would accept data prepended to an archive
+                raise WeightsFormatError(f"{path}: not a .npz file (it does not start with a zip header)")
         with zipfile.ZipFile(path) as archive:
+            members = {}
             for info in archive.infolist():
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise WeightsFormatError(f"{path}: member {info.filename!r} unpacks to "
-                                             f"{info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+                members[info.filename[:-4]] = _read_member(archive, info, path)
+            return members
     except WeightsFormatError:
         raise
     except FileNotFoundError:
@@ -111,11 +150,7 @@ def _read_members(path):
         raise WeightsFormatError(f"{path}: is a directory, not a weights file") from None
     except zipfile.BadZipFile as e:
         raise WeightsFormatError(f"{path}: not a valid .npz (zip) file: {e}") from None
-    except ValueError as e:  # numpy says "Object arrays cannot be loaded when allow_pickle=False"
-        if "pickle" in str(e):
-            raise WeightsFormatError(f"{path}: contains pickled (object) arrays, which promref never loads") from None
-        raise WeightsFormatError(f"{path}: corrupt array data: {e}") from None
-    except (OSError, EOFError, zipfile.LargeZipFile, KeyError, RuntimeError) as e:
+    except (OSError, EOFError, zipfile.LargeZipFile, KeyError, RuntimeError, ValueError, NotImplementedError) as e:
         raise WeightsFormatError(f"{path}: corrupt or truncated file: {e}") from None
 
 
@@ -151,7 +186,7 @@ def _parse_meta(path, raw):
         raise WeightsFormatError(f"{path}: member 'meta' must be a 1-D uint8 array of JSON bytes")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise WeightsFormatError(f"{path}: member 'meta' is not valid UTF-8 JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise WeightsFormatError(f"{path}: not a promref weights file (meta.format != {FORMAT_NAME!r})")

@@ -159,7 +159,7 @@ def validate(model):
 
     # shape of every tensor seen so far: (H, W, C) for feature maps, (C,) after pooling
     shapes = {"input": (spec.height, spec.width, 3)}
-    zero_points = {"input": spec.zero_point}
+    zero_points = {"input": int(spec.zero_point)}  # a Python int: bounds below must not wrap
     scales = {"input": spec.scale}
     for index, layer in enumerate(model.layers):
         where = f"layer {index} ({layer.name!r})"

@@ -1,0 +1,60 @@
+"""Shared fixtures: small valid models (random and hand-built) and a saved weights file."""
+import copy
+
+import numpy as np
+import pytest
+
+from promref import format as fmt
+from promref.model import InputSpec, Layer, Model
+from promref.synthetic import random_model
+
+
+@pytest.fixture(scope="session")
+def _cifar_prom():
+    return random_model("cifar", 0.1, "prom", seed=0)
+
+
+@pytest.fixture
+def model(_cifar_prom):
+    """A valid random PROM cifar model (width 0.1), a private copy with writable arrays."""
+    return copy.deepcopy(_cifar_prom)
+
+
+@pytest.fixture(scope="session")
+def good_file(_cifar_prom, tmp_path_factory):
+    """Path of the saved (valid) PROM cifar model."""
+    path = tmp_path_factory.mktemp("good") / "model.npz"
+    fmt.save(_cifar_prom, path)
+    return path
+
+
+def _build_tiny(channels=3, residual=True):
+    """input 2x2x3 -> stem 1x1 conv2d 3->c -> [project: ternary c->c -> add(stem, project)]
+    -> pool -> classifier fully_connected c->2.  Unvalidated, arrays writable."""
+    c = channels
+    rng = np.random.default_rng(1)
+
+    def requant(n, shift=-8):
+        return dict(bias=np.arange(n, dtype=np.int32) - 1, multiplier=np.full(n, 1 << 30, np.int32),
+                    shift=np.full(n, shift, np.int32))
+
+    layers = [Layer("stem", "stem", "conv2d", ("input",), 3, c, out_zero_point=-128,
+                    weights=rng.integers(-5, 6, (c, 1, 1, 3)).astype(np.int8), **requant(c))]
+    last = "stem"
+    if residual:
+        layers.append(Layer("project", "project", "pointwise_ternary", ("stem",), c, c, out_zero_point=-128,
+                            weights=rng.integers(-1, 2, (c, c)).astype(np.int8), **requant(c)))
+        layers.append(Layer("add", "add", "add", ("stem", "project"), c, c, out_zero_point=3, left_shift=20,
+                            multiplier=np.full(3, 1 << 30, np.int32), shift=np.array([-1, -1, -10], np.int32)))
+        last = "add"
+    zp = layers[-1].out_zero_point
+    layers.append(Layer("pool", "pool", "global_avgpool", (last,), c, c, out_zero_point=zp))
+    layers.append(Layer("classifier", "classifier", "fully_connected", ("pool",), c, 2, out_zero_point=0,
+                        weights=rng.integers(-5, 6, (2, c)).astype(np.int8), **requant(2)))
+    return Model("tiny", InputSpec(height=2, width=2), layers, labels=("a", "b"))
+
+
+@pytest.fixture
+def tiny():
+    """Factory for the hand-built tiny model: ``tiny(channels=3, residual=True)``."""
+    return _build_tiny

@@ -5,6 +5,8 @@
     promref inspect WEIGHTS                      per-layer table: kind, shapes, format, bytes, ops
     promref random-model OUT.npz [--config ...]  write an untrained, calibrated model
     promref energy ...                           energy and storage report (see docs/energy.md)
+    promref train ...                            QAT training on CIFAR-10
+    promref conformance generate|check ...       golden vectors and the checker (docs/conformance.md)
 """
 import argparse
 import json
@@ -168,6 +170,8 @@ def build_parser():
 
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)
+    sub.add_parser("conformance", help="golden vectors and the checker (promref conformance --help)",
+                   add_help=False)
     return parser
 
 
@@ -178,6 +182,9 @@ def main(argv=None):
     elif argv[:1] == ["train"]:
         from .train.cli import main as train_main
         runner = lambda: train_main(argv[1:])  # noqa: E731
+    elif argv[:1] == ["conformance"]:
+        from .conformance.cli import main as conformance_main
+        runner = lambda: conformance_main(argv[1:])  # noqa: E731
     else:
         args = build_parser().parse_args(argv)
         runner = lambda: args.func(args)  # noqa: E731

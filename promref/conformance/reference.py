@@ -1,0 +1,155 @@
+"""Python implementations for the checker's callable interface.
+
+An implementation is a callable ``impl(op, inputs, params) -> outputs``:
+
+* ``op``: one of ``suite.OPS`` (``"requantize"``, ``"pointwise_ternary"``, ...,
+  ``"model"``);
+* ``inputs``: {name: NumPy array} in the case's dtypes (``x``, ``weights``,
+  ``bias``, ``multiplier``, ``shift``; ``acc`` for requantize; ``a``, ``b``
+  for add);
+* ``params``: the case's scalar parameters plus ``"rounding"`` (and, for
+  ``"model"``, ``"weights"``: the path of the .npz file);
+* returns {output name: array}: ``{"y": ...}`` for ops, {layer name: int8
+  output} for models (intermediate layers optional, the last one required).
+
+It may raise ``NotImplementedError`` (or carry a ``supported_ops`` attribute)
+to have cases skipped.
+
+:func:`reference_implementation` is the oracle itself: promref's NumPy
+reference kernels and ``Model.forward(backend="numpy")``.  The golden outputs
+are produced by it.  :class:`RuleImplementation` recomputes the same ops from
+the reference *accumulators* with any rounding rule of
+:mod:`promref.conformance.rounding`; with ``"single"``/``"double"`` it agrees
+with the oracle, with ``"half_even"`` it is the deliberately wrong peer.
+"""
+import numpy as np
+
+from .. import arith
+from ..format import load
+from ..kernels import reference as ref
+from ..kernels.reference.conv2d import conv2d_accumulate
+from ..kernels.reference.depthwise_conv2d import depthwise_conv2d_accumulate
+from ..kernels.reference.fully_connected import fully_connected_accumulate
+from ..kernels.reference.pointwise_ternary import pointwise_ternary_accumulate
+from ..model import Layer
+from . import rounding as rules
+
+ACCUMULATE = {
+    "conv2d": conv2d_accumulate,
+    "depthwise_conv2d": depthwise_conv2d_accumulate,
+    "fully_connected": fully_connected_accumulate,
+    "pointwise_ternary": pointwise_ternary_accumulate,
+}
+_KIND = {"conv2d": "stem", "pointwise_ternary": "expand", "depthwise_conv2d": "depthwise",
+         "fully_connected": "classifier", "add": "add", "global_avgpool": "pool"}
+
+
+def make_layer(op, inputs, params):
+    """A :class:`~promref.model.Layer` carrying one op case's arrays and parameters."""
+    if op == "add":
+        channels = inputs["a"].shape[-1]
+        return Layer(name="case", kind="add", op="add", inputs=("a", "b"), in_channels=channels,
+                     out_channels=channels, out_zero_point=int(params["out_zero_point"]),
+                     out_min=int(params["out_min"]), out_max=int(params["out_max"]),
+                     multiplier=inputs["multiplier"], shift=inputs["shift"],
+                     left_shift=int(params["left_shift"]))
+    x = inputs["x"]
+    if op == "global_avgpool":
+        return Layer(name="case", kind="pool", op=op, inputs=("x",), in_channels=x.shape[-1],
+                     out_channels=x.shape[-1], out_zero_point=0)
+    w = inputs["weights"]
+    out_channels = w.shape[-1] if op == "depthwise_conv2d" else w.shape[0]
+    kernel = int(params.get("kernel", 1))
+    return Layer(name="case", kind=_KIND[op], op=op, inputs=("x",), in_channels=x.shape[-1],
+                 out_channels=out_channels, out_zero_point=int(params["out_zero_point"]),
+                 out_min=int(params["out_min"]), out_max=int(params["out_max"]), kernel=kernel,
+                 stride=int(params.get("stride", 1)), padding=tuple(int(p) for p in params.get("padding", (0,) * 4)),
+                 weights=w, weight_zero_point=int(params.get("weight_zero_point", 0)), bias=inputs["bias"],
+                 multiplier=inputs["multiplier"], shift=inputs["shift"])
+
+
+def reference_implementation(op, inputs, params):
+    """The oracle: promref's reference kernels (see the module docstring for the interface)."""
+    rounding = params.get("rounding")
+    if op == "model":
+        model = load(params["weights"])
+        _, trace = model.forward(inputs["x"], backend="numpy", trace=True)
+        return dict(trace)
+    if op == "requantize":
+        return {"y": arith.requantize(inputs["acc"], inputs["multiplier"], inputs["shift"],
+                                      params["out_zero_point"], params["out_min"], params["out_max"], rounding)}
+    layer = make_layer(op, inputs, params)
+    kernel = getattr(ref, op)
+    if op == "add":
+        y = kernel(inputs["a"], inputs["b"], layer, params["a_zero_point"], params["b_zero_point"], rounding)
+    else:
+        y = kernel(inputs["x"], layer, params.get("in_zero_point", 0), rounding)
+    return {"y": y}
+
+
+# ------------------------------------------------- the same ops, any rounding rule
+
+
+def layer_with_rule(layer, inputs, zero_points, rule):
+    """Output of one layer (int8) computed from its reference accumulator with ``rule``."""
+    if layer.op == "global_avgpool":
+        return ref.global_avgpool(inputs[0], layer, zero_points[0], None)
+    if layer.op == "add":
+        m = layer.multiplier.astype(np.int64)
+        s = layer.shift.astype(np.int64)
+        ra = rules.scale(rule, (inputs[0].astype(np.int64) - zero_points[0]) << layer.left_shift, m[0], s[0])
+        rb = rules.scale(rule, (inputs[1].astype(np.int64) - zero_points[1]) << layer.left_shift, m[1], s[1])
+        return rules.requantize(rule, ra + rb, m[2], s[2], layer.out_zero_point, layer.out_min, layer.out_max)
+    acc = ACCUMULATE[layer.op](inputs[0], layer, zero_points[0])
+    return rules.requantize(rule, acc, layer.multiplier, layer.shift, layer.out_zero_point,
+                            layer.out_min, layer.out_max)
+
+
+def forward_with_rule(model, x, rule):
+    """Run ``model`` on int8 images with every requantization done by ``rule``.
+
+    Returns {layer name: int8 output}.  With the model's own rounding mode this
+    equals ``model.forward(x, backend="numpy", trace=True)[1]``.
+    """
+    tensors = {"input": x}
+    zero_points = {"input": model.input.zero_point}
+    for layer in model.layers:
+        tensors[layer.name] = layer_with_rule(layer, [tensors[n] for n in layer.inputs],
+                                              [zero_points[n] for n in layer.inputs], rule)
+        zero_points[layer.name] = layer.out_zero_point
+    del tensors["input"]
+    return tensors
+
+
+class RuleImplementation:
+    """A Python implementation whose requantizations all use the rounding rule ``rule``
+    (a name in :data:`promref.conformance.rounding.RULES`), whatever the case asks for."""
+
+    def __init__(self, rule, supported_ops=None):
+        if rule not in rules.RULES:
+            raise ValueError(f"unknown rounding rule {rule!r}; expected one of {tuple(rules.RULES)}")
+        self.rule = rule
+        self.supported_ops = supported_ops
+
+    def __repr__(self):
+        return f"RuleImplementation({self.rule!r})"
+
+    def __call__(self, op, inputs, params):
+        if op == "model":
+            model = load(params["weights"])
+            return forward_with_rule(model, inputs["x"], self.rule)
+        if op == "requantize":
+            return {"y": rules.requantize(self.rule, inputs["acc"], inputs["multiplier"], inputs["shift"],
+                                          params["out_zero_point"], params["out_min"], params["out_max"])}
+        layer = make_layer(op, inputs, params)
+        if op == "add":
+            y = layer_with_rule(layer, [inputs["a"], inputs["b"]],
+                                [params["a_zero_point"], params["b_zero_point"]], self.rule)
+        else:
+            y = layer_with_rule(layer, [inputs["x"]], [params.get("in_zero_point", 0)], self.rule)
+        return {"y": y}
+
+
+def half_even_implementation():
+    """The deliberately wrong peer: requantization rounds half to even (ONNX style)."""
+    return RuleImplementation("half_even")

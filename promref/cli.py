@@ -123,7 +123,7 @@ def cmd_demo(args):
         start = time.perf_counter()
         logits, trace = model.forward(x, backend=backend, trace=True)
         outputs[backend] = (logits, trace, time.perf_counter() - start)
-    (ref_logits, ref_trace, ref_time), (fast_logits, fast_trace, fast_time) = outputs["numpy"], outputs["numba"]
+    (_, ref_trace, ref_time), (fast_logits, fast_trace, fast_time) = outputs["numpy"], outputs["numba"]
     same = all(np.array_equal(ref_trace[k], fast_trace[k]) for k in ref_trace)
     _print_predictions(f"image: {name}", predict(model, fast_logits[0], topk=args.topk))
     print(f"numpy reference {ref_time * 1e3:.1f} ms, numba {fast_time * 1e3:.1f} ms; "

@@ -3,7 +3,6 @@ OverflowRiskError) naming the file and the layer/field for every kind of bad fil
 import io
 import json
 import re
-import tokenize
 import zipfile
 
 import numpy as np

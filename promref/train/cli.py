@@ -70,7 +70,7 @@ def main(argv=None):
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
     model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
                            else f"PROM demo depthwise-separable net ({config.scheme})")
-    int_acc, _ = evaluate_model(model, *test_data)
+    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend)
     qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
     print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")

@@ -41,9 +41,10 @@ def softmax_cross_entropy(logits, labels):
     """Mean cross-entropy of float logits [N, K] -> (loss, dlogits [N, K], correct count)."""
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
-    p /= p.sum(axis=1, keepdims=True)
+    total = p.sum(axis=1, keepdims=True)
+    p /= total
     n = labels.shape[0]
-    loss = -np.log(p[np.arange(n), labels] + 1e-12).mean()
+    loss = (np.log(total[:, 0]) - z[np.arange(n), labels]).mean()  # logsumexp(z) - z[label]
     p[np.arange(n), labels] -= 1.0
     correct = int((logits.argmax(axis=1) == labels).sum())
     return float(loss), (p / n).astype(np.float32), correct

@@ -57,6 +57,9 @@ class RangeObserver:
 
     def qparams(self):
         """(scale, zero_point) of the observed range."""
+        if not self.seen:
+            raise RuntimeError("an activation range was never observed: train (or calibrate) the "
+                               "network in float mode before running it quantized or exporting it")
         return scale_zero_point(self.lo, self.hi)
 
     def state(self):

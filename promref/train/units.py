@@ -46,12 +46,13 @@ def _he(rng, shape, fan_in):
     return (rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)).astype(np.float32)
 
 
-def _bias_bound(w_int, zero_point, depthwise=False):
-    """Largest |bias| per output channel that keeps validate.accumulator_bound within int32."""
+def _bias_bound(w_int, zero_point, shift, depthwise=False):
+    """Largest |bias| per output channel that keeps validate.accumulator_bound within
+    int32, also after a positive (left) ``shift``."""
     x_max = max(abs(-128 - zero_point), abs(127 - zero_point))
     w = np.abs(w_int.astype(np.int64))
     weight_sum = w.sum(axis=(0, 1)) if depthwise else w.reshape(w.shape[0], -1).sum(axis=1)
-    return arith.INT32_MAX - weight_sum * x_max
+    return np.maximum((arith.INT32_MAX >> np.maximum(shift.astype(np.int64), 0)) - weight_sum * x_max, 0)
 
 
 class Unit:
@@ -160,6 +161,10 @@ class ConvUnit(Unit):
             return codes.astype(np.float32) * scale
         return codes.astype(np.float32) * scale.reshape((-1,) + (1,) * (codes.ndim - 1))
 
+    def layer_real_weights(self, layer):
+        """The real (dequantized, folded) weights of ``layer``, in this unit's layout."""
+        return self._dequantize(layer.weights.reshape(self.params["w"].shape), layer.weight_scale)
+
     def _dequantized(self, w):
         return self._dequantize(*self._quantized_weights(w))
 
@@ -183,10 +188,12 @@ class ConvUnit(Unit):
         w_int, w_scale = self._quantized_weights(w_fold)
         out_scale, out_zp, lo, hi = self.out_qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
-        bound = _bias_bound(w_int, in_zero_point, self.op == "depthwise_conv2d")
-        bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
         multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        bound = _bias_bound(w_int, in_zero_point, shift, self.op == "depthwise_conv2d")
+        bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
         op = "pointwise_ternary" if self.ternary else self.op
+        if op == "conv2d" and self.kernel == 1:
+            w_int = w_int.reshape(self.cout, 1, 1, self.cin)  # the engine's [Cout, kh, kw, Cin]
         return Layer(name=self.name, kind=self.kind, op=op, inputs=self.inputs, in_channels=self.cin,
                      out_channels=self.cout, out_zero_point=out_zp, out_min=lo, out_max=hi,
                      out_scale=float(out_scale), kernel=self.kernel, stride=self.stride,
@@ -199,7 +206,7 @@ class ConvUnit(Unit):
         self.layer = layer
         if training:
             x_real = x.real()
-            w_real = self._dequantize(layer.weights, layer.weight_scale)
+            w_real = self.layer_real_weights(layer)
             if not self.relu6:  # track the unclamped real output range
                 w_fold, b_fold, _ = self._fold()
                 self.observer.update(self._conv(x_real, w_real) + b_fold)
@@ -245,9 +252,8 @@ class AddUnit(Unit):
     def backward_float(self, dy):
         return dy, dy
 
-    def to_layer(self, a, b):
-        """Layer for inputs quantized as ``a`` and ``b`` ((scale, zero point) pairs)."""
-        (sa, za), (sb, zb) = a, b
+    def to_layer(self, sa, sb):
+        """Layer for inputs with scales ``sa`` and ``sb`` (zero points do not enter the parameters)."""
         out_scale, out_zp = self.observer.qparams()
         twice_max = 2.0 * max(sa, sb)
         reals = [sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * out_scale)]
@@ -257,7 +263,7 @@ class AddUnit(Unit):
                      multiplier=multiplier, shift=shift, left_shift=ADD_LEFT_SHIFT)
 
     def forward_qat(self, a, b, training, kernels, rounding):
-        layer = self.to_layer((a.scale, a.zero_point), (b.scale, b.zero_point))
+        layer = self.to_layer(a.scale, b.scale)
         q = kernels.add(a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
         self.layer = layer
         if training:
@@ -326,9 +332,9 @@ class LinearUnit(Unit):
         w_int, w_scale = arith.quantize_int8_symmetric(self.params["w"], axis=0)
         out_scale, out_zp = self.observer.qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)
-        bound = _bias_bound(w_int, in_zero_point)
-        bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
         multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        bound = _bias_bound(w_int, in_zero_point, shift)
+        bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
         return Layer(name=self.name, kind="classifier", op="fully_connected", inputs=self.inputs,
                      in_channels=self.cin, out_channels=self.cout, out_zero_point=out_zp,
                      out_scale=float(out_scale), weights=w_int, weight_scale=w_scale, bias=bias,

@@ -1,0 +1,290 @@
+"""Exact export: the trainer's quantized forward (eval mode) and the integer engine
+running the exported model give identical int8 activations at every layer, on
+real CIFAR-10 test images.
+
+Networks: the demo depthwise-separable net after a tiny real training run, and
+a MobileNetV2 (CIFAR layout, width 0.35) whose batch-norm parameters,
+statistics and activation ranges were set from real images (random gamma/beta,
+float statistics, re-estimation with the quantized weights, QAT range
+observation).  Both rounding modes; both backends; after a save/load round
+trip too.  Scheme "int8" is expected to fail until ConvUnit.to_layer gives 1x1
+conv2d layers the engine's [Cout, 1, 1, Cin] weight layout.
+
+CIFAR-10 comes from $PROMREF_CIFAR10, else local/cifar10 (git-ignored), which
+is produced from ../shared/data/cifar10 (the JPEG copy) when missing; without
+either the tests are skipped.
+"""
+import copy
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numba
+import numpy as np
+import pytest
+
+from promref import format as fmt
+from promref.engine import get_backend
+from promref.evaluate import evaluate_model
+from promref.model import SCHEMES
+from promref.preprocess import pixels_to_int8
+from promref.train import TrainConfig, train
+from promref.train.loop import Progress, build_network, recalibrate_batch_norm
+from promref.train.units import ConvUnit, LinearUnit
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_SCRIPT = REPO.parent / "shared" / "data" / "cifar10" / "make_cifar10.py"
+BACKENDS = ["numpy", "numba"]
+INT8_BUG = ("ConvUnit.to_layer builds int8 1x1 conv2d layers with weights [Cout, Cin]; the engine's conv2d "
+            "and validate() expect [Cout, 1, 1, Cin], so scheme 'int8' cannot be exported")
+
+
+@pytest.fixture(autouse=True)
+def one_numba_thread():
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(old)
+
+
+# ------------------------------------------------------------------ data
+
+
+def _read_bin(path):
+    """Records of 1 label byte + 3072 planar RGB bytes -> (uint8 [N, 32, 32, 3], uint8 [N])."""
+    raw = np.fromfile(path, np.uint8).reshape(-1, 3073)
+    return np.ascontiguousarray(raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), raw[:, 0].copy()
+
+
+def _cifar10_root():
+    if os.environ.get("PROMREF_CIFAR10"):
+        return Path(os.environ["PROMREF_CIFAR10"])
+    local = REPO / "local" / "cifar10"
+    if not (local / ".complete").exists():
+        if not SHARED_SCRIPT.exists():
+            pytest.skip(f"no CIFAR-10 test images: set PROMREF_CIFAR10 or provide {SHARED_SCRIPT} "
+                        f"(which writes {local})")
+        subprocess.run([sys.executable, str(SHARED_SCRIPT), str(local)], check=True, timeout=600,
+                       stdout=subprocess.DEVNULL)
+    return local
+
+
+@pytest.fixture(scope="module")
+def cifar_test():
+    """The CIFAR-10 test split (images uint8 [10000, 32, 32, 3], labels)."""
+    root = _cifar10_root()
+    try:
+        from promref.data.cifar10 import load_cifar10
+    except ImportError:  # the loader is optional here: read the binary layout directly
+        for base in (root, root / "cifar-10-batches-bin"):
+            if (base / "test_batch.bin").exists():
+                return _read_bin(base / "test_batch.bin")
+        pytest.skip(f"no test_batch.bin under {root}")
+    return load_cifar10("test", root=root)
+
+
+@pytest.fixture(scope="module")
+def images(cifar_test):
+    """48 real test images from all over the split (all ten classes)."""
+    x, y = cifar_test
+    idx = np.linspace(0, len(x) - 1, 48).astype(int)
+    assert len(set(y[idx].tolist())) == 10
+    return x[idx]
+
+
+# -------------------------------------------------------------- networks
+
+
+def quiet():
+    return Progress(stream=io.StringIO())
+
+
+def available_backend():
+    """'numba' unless the fast kernels are missing or broken (then the reference)."""
+    try:
+        get_backend("numba")
+        return "numba"
+    except Exception:  # pragma: no cover - the fast backend is being finished in parallel
+        return "numpy"
+
+
+def trained_dsnet(cifar_test, scheme):
+    x, y = cifar_test
+    config = TrainConfig(arch="dsnet", dsnet_channels=(8, 16), scheme=scheme, epochs_float=1, epochs_qat=1,
+                         batch_size=32, bn_recalibration_batches=2, backend=available_backend())
+    network, history = train(config, (x[:128], y[:128]), (x[128:160], y[128:160]), progress=quiet())
+    assert [h["phase"] for h in history] == ["float", "qat"]
+    return network
+
+
+def calibrated_mobilenet(cifar_test, scheme, width=0.35):
+    """A MobileNetV2 whose every quantization parameter comes from real images:
+    random gamma/beta, batch statistics of 64 training images, re-estimation for
+    the quantized weights (as before QAT), then a QAT forward that sets the
+    activation ranges -- all without a backward pass."""
+    x, _ = cifar_test
+    config = TrainConfig(arch="mobilenetv2", width=width, scheme=scheme, batch_size=32, bn_recalibration_batches=2,
+                         backend=available_backend())
+    network = build_network(config)
+    rng = np.random.default_rng(0)
+    for unit in network.units:
+        if isinstance(unit, ConvUnit):
+            unit.params["gamma"][...] = rng.uniform(0.5, 1.5, unit.cout)
+            unit.params["beta"][...] = rng.normal(0.2, 0.3, unit.cout)
+            unit.bn_momentum = 1.0  # running statistics := this batch's
+        elif isinstance(unit, LinearUnit):
+            unit.params["w"][...] = rng.normal(0, 0.1, unit.params["w"].shape)
+            unit.params["b"][...] = rng.normal(0, 0.1, unit.cout)
+    train_images = x[-64:]
+    network.forward(train_images, mode="float", training=True)
+    recalibrate_batch_norm(network, train_images, config, quiet())
+    network.forward(train_images[:32], mode="qat", training=True, backend=config.backend)
+    return network
+
+
+@pytest.fixture(scope="module")
+def dsnet_prom(cifar_test):
+    return trained_dsnet(cifar_test, "prom")
+
+
+@pytest.fixture(scope="module")
+def mbv2_prom(cifar_test):
+    return calibrated_mobilenet(cifar_test, "prom")
+
+
+# ----------------------------------------------------------------- checks
+
+
+def qat_activations(network, images, backend):
+    """{unit name: int8 output} of ``network.forward(images, mode='qat', training=False)``,
+    recorded by wrapping every unit's forward_qat; and the float logits it returns."""
+    seen = {}
+
+    def recorder(unit, original):
+        def forward_qat(*args, **kwargs):
+            out = original(*args, **kwargs)
+            seen[unit.name] = out.q
+            return out
+        return forward_qat
+
+    for unit in network.units:
+        unit.forward_qat = recorder(unit, unit.forward_qat)
+    try:
+        logits = network.forward(images, mode="qat", training=False, backend=backend)
+    finally:
+        for unit in network.units:
+            del unit.forward_qat
+    assert list(seen) == [u.name for u in network.units]
+    np.testing.assert_array_equal(network.int8_logits, seen[network.units[-1].name])
+    return seen, logits
+
+
+def assert_exact(network, images, backend, tmp_path):
+    """Export, then compare every layer's int8 tensor with the QAT forward's, directly
+    and after a save/load round trip; predictions must agree as well."""
+    model = network.export("exactness", backend=backend)
+    assert [layer.name for layer in model.layers] == [u.name for u in network.units]
+    expected, logits = qat_activations(network, images, backend)
+    q = pixels_to_int8(images)
+
+    path = tmp_path / f"{network.scheme}-{network.rounding}-{backend}.npz"
+    fmt.save(model, path)
+    loaded = fmt.load(path)
+    assert loaded.rounding == network.rounding
+    for m in (model, loaded):
+        out, trace = m.forward(q, backend=backend, trace=True)
+        assert set(trace) == set(expected)
+        for name, want in expected.items():
+            got = trace[name]
+            assert got.dtype == np.int8 and got.shape == want.shape, name
+            if not np.array_equal(got, want):
+                diff = np.flatnonzero(got.astype(int).ravel() != want.astype(int).ravel())
+                pytest.fail(f"{name}: {diff.size} of {want.size} int8 values differ "
+                            f"(first at {diff[0]}: engine {got.ravel()[diff[0]]}, QAT {want.ravel()[diff[0]]})")
+        np.testing.assert_array_equal(out, network.int8_logits)
+
+    # same predictions (ties to the lower class in both)
+    out_layer = model.output
+    np.testing.assert_allclose(logits, (network.int8_logits.astype(np.float32) - out_layer.out_zero_point)
+                               * np.float32(out_layer.out_scale), rtol=1e-6)
+    _, predictions = evaluate_model(model, images, np.zeros(len(images), int), backend=backend)
+    np.testing.assert_array_equal(predictions, logits.argmax(axis=1))
+    return model
+
+
+def assert_scheme(model, scheme):
+    """Ternary kinds are pointwise_ternary with weights in {-1, 0, 1}; the rest int8."""
+    ternary_kinds = SCHEMES[scheme]
+    n_ternary = 0
+    for layer in model.layers:
+        if layer.kind in ternary_kinds and layer.kernel == 1:
+            n_ternary += 1
+            assert layer.op == "pointwise_ternary", layer.name
+            assert layer.weights.dtype == np.int8 and layer.weights.shape == (layer.out_channels, layer.in_channels)
+            assert set(np.unique(layer.weights).tolist()) <= {-1, 0, 1}, layer.name
+            assert layer.weight_format == "ternary"
+        else:
+            assert layer.op != "pointwise_ternary", layer.name
+    assert (n_ternary > 0) == bool(ternary_kinds)
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_dsnet_export_is_exact(dsnet_prom, images, backend, rounding, tmp_path):
+    network = copy.deepcopy(dsnet_prom)
+    network.rounding = rounding
+    model = assert_exact(network, images, backend, tmp_path)
+    assert_scheme(model, "prom")
+    assert model.rounding == rounding
+
+
+@pytest.mark.parametrize("backend, rounding", [("numba", "single"), ("numba", "double"), ("numpy", "single")])
+def test_mobilenetv2_export_is_exact(mbv2_prom, images, backend, rounding, tmp_path):
+    network = copy.deepcopy(mbv2_prom)
+    network.rounding = rounding
+    model = assert_exact(network, images[:24], backend, tmp_path)
+    assert_scheme(model, "prom")
+    assert sum(layer.op == "add" for layer in model.layers) > 0  # residual adds are covered
+    assert model.arch["name"] == "mobilenetv2" and model.arch["scheme"] == "prom"
+
+
+@pytest.mark.parametrize("arch", ["dsnet", "mobilenetv2"])
+def test_int8_scheme_export_is_exact(cifar_test, images, arch, tmp_path):
+    if arch == "dsnet":
+        network = trained_dsnet(cifar_test, "int8")
+    else:
+        network = calibrated_mobilenet(cifar_test, "int8")
+    model = assert_exact(network, images[:16], "numpy", tmp_path)
+    assert_scheme(model, "int8")
+
+
+def test_export_depends_only_on_the_network_state(dsnet_prom, images, tmp_path):
+    """Exporting runs a forward on a blank image: the result must not depend on that
+    or on any earlier eval forward (same bytes before and after)."""
+    network = copy.deepcopy(dsnet_prom)
+    backend = available_backend()
+    fmt.save(network.export("m", backend=backend), tmp_path / "a.npz")
+    network.forward(images, mode="qat", training=False, backend=backend)
+    network.forward(images, mode="float", training=False)
+    fmt.save(network.export("m", backend=backend), tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    # eval forwards leave the state alone
+    for key, value in network.state_dict().items():
+        np.testing.assert_array_equal(value, dsnet_prom.state_dict()[key], err_msg=key)
+
+
+def test_backends_agree_on_exported_model(mbv2_prom, images):
+    """The fast kernels and the reference give the same trace for the exported model."""
+    if available_backend() != "numba":
+        pytest.skip("the numba backend is not available")
+    model = copy.deepcopy(mbv2_prom).export("m", backend="numpy")
+    q = pixels_to_int8(images[:8])
+    _, ref = model.forward(q, backend="numpy", trace=True)
+    _, fast = model.forward(q, backend="numba", trace=True)
+    for name in ref:
+        np.testing.assert_array_equal(fast[name], ref[name], err_msg=name)

@@ -1,0 +1,160 @@
+"""Ternary 1x1 convolution, additions only (docs/spec.md, "pointwise_ternary").
+
+The reference computes, for every pixel p and output channel o,
+
+    acc[p, o] = bias'[o] + sum_{c: t[o,c] = +1} x[p, c] - sum_{c: t[o,c] = -1} x[p, c]
+
+with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
+
+* turns the weights, once per layer, into index lists: for each output
+  channel the input channels it adds, then the ones it subtracts (CSR);
+* treats the batch as one long list of pixels (a 1x1 conv does not care
+  which image a pixel is in) and cuts it into blocks of ``BLOCK`` pixels;
+* transposes a block to channel-major ``xt[Cin, BLOCK]``, so that one input
+  channel of the block is one contiguous row;
+* for each output channel adds and subtracts whole rows.  The innermost
+  loop is ``part[q] += (r0[q] + r1[q]) + (r2[q] + r3[q])`` over contiguous
+  pixels: no multiplication, and it vectorises (32 int16 lanes per 512-bit
+  register); taking four rows per pass reads and writes ``part`` a quarter
+  as often;
+* requantizes each output channel of the block (folded bias, scale, zero
+  point, clamp) and transposes the block back to NHWC.
+
+Why the narrow integers are exact:
+
+* ``part`` (int16) sums at most ``CHUNK = 255`` int8 rows:
+  ``|part| <= 255 * 128 = 32640 < 2**15``;
+* ``acc`` (int32) is the signed sum of all the chunks, at most
+  ``128 * sum|t[o]|`` in size -- below the accumulator bound, which the loader
+  proves to be < 2**31 (validate.accumulator_bound; ``max|x - zx| >= 128``);
+* ``acc + bias'`` is formed in int64 inside the requantization.
+"""
+import numba
+import numpy as np
+from numba import prange
+from numba.extending import register_jitable
+
+from ._common import (BLOCK, JIT, cached, channel_groups, is_double, lanes_for, load_block, requant_arrays,
+                      requantize_row, store_block, workers_for)
+
+#: rows summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
+CHUNK = 255
+
+
+def prepare(layer, in_zero_point):
+    """The derived arrays of a ternary layer, cached per input zero point.
+
+    ``rows[ptr[o]:mid[o]]`` are the input channels output ``o`` adds (t = +1),
+    ``rows[mid[o]:ptr[o+1]]`` the ones it subtracts (t = -1); ``bias`` is the
+    folded bias ``bias[o] - zx * sum_c t[o, c]`` (int64).
+    """
+    def build():
+        t = layer.weights
+        plus, minus = (t == 1).sum(axis=1), (t == -1).sum(axis=1)
+        ptr = np.zeros(len(t) + 1, np.int64)
+        np.cumsum(plus + minus, out=ptr[1:])
+        mid = ptr[:-1] + plus
+        # a stable sort of each row by the key +1 -> 0, -1 -> 1, 0 -> 2 lists the +1
+        # columns, then the -1 columns; the zeros come last and are cut off
+        order = np.argsort(np.where(t == 1, 0, np.where(t == -1, 1, 2)), axis=1, kind="stable")
+        rows = np.concatenate([order[o, :ptr[o + 1] - ptr[o]] for o in range(len(t))] +
+                              [np.zeros(0, order.dtype)]).astype(np.int32)
+        bias = layer.bias.astype(np.int64) - in_zero_point * t.astype(np.int64).sum(axis=1)
+        return ptr, mid, rows, bias
+    return cached(layer, ("fast.pointwise_ternary", in_zero_point), build, layer.weights, layer.bias)
+
+
+@register_jitable
+def add_rows(xt, rows, start, stop, part, lanes):
+    """part[q] += xt[rows[j], q] for j in [start, stop)."""
+    j = start
+    while j + 4 <= stop:
+        r0, r1, r2, r3 = xt[rows[j]], xt[rows[j + 1]], xt[rows[j + 2]], xt[rows[j + 3]]
+        for q in range(lanes):
+            part[q] += (r0[q] + r1[q]) + (r2[q] + r3[q])
+        j += 4
+    for j in range(j, stop):
+        r0 = xt[rows[j]]
+        for q in range(lanes):
+            part[q] += r0[q]
+
+
+@register_jitable
+def subtract_rows(xt, rows, start, stop, part, lanes):
+    """part[q] -= xt[rows[j], q] for j in [start, stop)."""
+    j = start
+    while j + 4 <= stop:
+        r0, r1, r2, r3 = xt[rows[j]], xt[rows[j + 1]], xt[rows[j + 2]], xt[rows[j + 3]]
+        for q in range(lanes):
+            part[q] -= (r0[q] + r1[q]) + (r2[q] + r3[q])
+        j += 4
+    for j in range(j, stop):
+        r0 = xt[rows[j]]
+        for q in range(lanes):
+            part[q] -= r0[q]
+
+
+@register_jitable
+def signed_row_sum(xt, rows, start, mid, stop, part, acc, lanes):
+    """acc[q] = sum_{j in [start, mid)} xt[rows[j], q] - sum_{j in [mid, stop)} xt[rows[j], q].
+
+    The rows are taken CHUNK at a time into the int16 ``part`` (twice the
+    lanes of int32 per instruction), which is then added to the int32 ``acc``.
+    """
+    for q in range(lanes):
+        acc[q] = 0
+    for first in range(start, stop, CHUNK):
+        last = min(first + CHUNK, stop)
+        for q in range(lanes):
+            part[q] = 0
+        add_rows(xt, rows, first, min(last, mid), part, lanes)
+        subtract_rows(xt, rows, max(first, mid), last, part, lanes)
+        for q in range(lanes):
+            acc[q] += part[q]
+
+
+@numba.njit(**JIT)
+def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
+                       groups, workers, out):
+    """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout].
+
+    A job is one (pixel block, group of output channels) pair.  Each worker
+    allocates its scratch once and takes every ``workers``-th job.  Every
+    output value is computed by exactly one job, always the same way, so the
+    result does not depend on the number of threads.
+    """
+    pixels, cin = x.shape
+    cout = out.shape[1]
+    group = (cout + groups - 1) // groups
+    jobs = (pixels + BLOCK - 1) // BLOCK * groups
+    for worker in prange(workers):
+        xt = np.empty((cin, BLOCK), np.int8)      # the input block, channel-major
+        part = np.empty(BLOCK, np.int16)          # the sum of one chunk of rows
+        acc = np.empty(BLOCK, np.int32)           # one output channel of the block
+        yt = np.empty((group, BLOCK), np.int8)    # the output block, channel-major
+        for job in range(worker, jobs, workers):
+            p0 = job // groups * BLOCK
+            o0 = job % groups * group
+            o1 = min(o0 + group, cout)
+            count = min(BLOCK, pixels - p0)
+            lanes = lanes_for(count)
+            load_block(x, p0, count, xt)
+            for o in range(o0, o1):
+                signed_row_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, acc, lanes)
+                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                               yt[o - o0], lanes)
+            store_block(yt, p0, count, o0, o1, out)
+
+
+def pointwise_ternary(x, layer, in_zero_point, rounding):
+    """int8 [N, H, W, Cin] -> int8 [N, H, W, Cout]."""
+    ptr, mid, rows, bias = prepare(layer, in_zero_point)
+    multiplier, shift = requant_arrays(layer)
+    n, h, w, cin = x.shape
+    pixels, cout = n * h * w, layer.out_channels
+    groups = channel_groups(pixels, cout)
+    out = np.empty((pixels, cout), np.int8)
+    _pointwise_ternary(np.ascontiguousarray(x).reshape(pixels, cin), ptr, mid, rows, bias, multiplier, shift,
+                       int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding),
+                       groups, workers_for(-(-pixels // BLOCK) * groups), out)
+    return out.reshape(n, h, w, cout)

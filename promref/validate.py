@@ -137,7 +137,8 @@ def _check_add(layer, where, zero_points):
 def validate(model):
     """Raise WeightsFormatError unless ``model`` is well formed and overflow-free.
 
-    Also marks every array read-only, so backends may cache derived arrays.
+    Also marks every array read-only and empties each layer's cache, so
+    backends may cache arrays derived from a validated layer.
     """
     if model.rounding not in arith.ROUNDING_MODES:
         _fail("rounding", f"unknown rounding mode {model.rounding!r}; expected one of {arith.ROUNDING_MODES}")
@@ -230,6 +231,7 @@ def validate(model):
         for value in (layer.weights, layer.bias, layer.multiplier, layer.shift, layer.weight_scale):
             if isinstance(value, np.ndarray):
                 value.setflags(write=False)
+        layer.cache.clear()  # anything a backend derived before validation may be stale
 
     if len(shapes[model.layers[-1].name]) != 1:
         _fail("layers", "the last layer must produce a vector of logits")

@@ -22,8 +22,8 @@ from ..evaluate import evaluate_model
 from ..format import save
 from .loop import TrainConfig, evaluate, train
 
-DEMO = dict(arch="dsnet", epochs_float=6, epochs_qat=3, batch_size=64, lr=0.05, lr_qat=0.005,
-            train_subset=10_000, bn_recalibration_batches=50, weight_decay=5e-4)
+DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
+            train_subset=20_000, bn_recalibration_batches=50, weight_decay=5e-4)
 
 
 def _hardware():
@@ -80,6 +80,7 @@ def main(argv=None):
                     float_top1=float_acc, integer_top1=int_acc, wall_time_s=round(wall, 1),
                     hardware=_hardware(), history=history)
         model.metadata.update(trained=True, float_top1=float_acc, integer_top1=int_acc, dataset=dataset)
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save(model, args.out)
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
             json.dump(card, f, indent=1)

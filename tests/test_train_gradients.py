@@ -455,7 +455,7 @@ def qat_setup(op, n, h, w, cin, cout, stride, relu6, ternary, zp, seed):
     zp = 0 if op == "stem" else zp
     x = QTensor(rng.integers(-128, 128, (n, h, w, cin)).astype(np.int8), float(rng.uniform(0.01, 0.05)), zp)
     if not relu6:  # an observed output range a bit narrower than the real one: some outputs clamp
-        wf, bf, _ = unit._fold()
+        wf, bf, _ = unit.fold_batch_norm()
         real = ref_conv(x.real(), wf, op, stride) + bf
         unit.observer.load([0.8 * real.min(), 0.8 * real.max(), 1.0])
     return rng, unit, x, stride
@@ -485,7 +485,7 @@ def test_conv_unit_qat_backward_is_masked_float_backward(op, n, h, w, cin, cout,
 
     mask = (out.q > -128) & (out.q < 127)
     w_real = unit.layer_real_weights(layer)
-    w_fold, b_fold, k = unit._fold()
+    w_fold, b_fold, k = unit.fold_batch_norm()
     ref = conv_unit(op, cin, cout, stride, False, h)
     ref.params["w"][...] = w_real
     ref.params["beta"][...] = b_fold

@@ -148,7 +148,7 @@ class ConvUnit(Unit):
 
     # -- QAT mode ------------------------------------------------------------
 
-    def _fold(self):
+    def fold_batch_norm(self):
         """Batch norm folded into the weights: w_fold = w * k, b_fold = beta - mean * k."""
         k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
         w = self.params["w"]
@@ -184,7 +184,7 @@ class ConvUnit(Unit):
 
     def to_layer(self, in_scale, in_zero_point):
         """The integer Layer this unit stands for, given its input's quantization."""
-        w_fold, b_fold, k = self._fold()
+        w_fold, b_fold, k = self.fold_batch_norm()
         w_int, w_scale = self._quantized_weights(w_fold)
         out_scale, out_zp, lo, hi = self.out_qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
@@ -208,7 +208,7 @@ class ConvUnit(Unit):
             x_real = x.real()
             w_real = self.layer_real_weights(layer)
             if not self.relu6:  # track the unclamped real output range
-                w_fold, b_fold, _ = self._fold()
+                w_fold, b_fold, _ = self.fold_batch_norm()
                 self.observer.update(self._conv(x_real, w_real) + b_fold)
             self._saved = (x_real, w_real, q)
         return QTensor(q, layer.out_scale, layer.out_zero_point)

@@ -171,7 +171,7 @@ def snapshot(epoch, phase, seconds):
     record = dict(epoch=epoch, phase=phase, seconds=seconds,
                   test_acc=evaluate(network, x_test, y_test, phase if phase != "init" else "float"))
     for u in ternary_units:
-        w_fold, _, _ = u._fold()                         # batch norm folded into the weights
+        w_fold, _, _ = u.fold_batch_norm()                         # batch norm folded into the weights
         codes, scales = arith.ternarize(w_fold)
         record[u.name] = dict(codes=codes, scales=scales, zeros=float(np.mean(codes == 0)))
     history.append(record)
@@ -274,7 +274,7 @@ plt.show()
 
 # %%
 unit = ternary_units[1]
-w_fold, b_fold, k = unit._fold()
+w_fold, b_fold, k = unit.fold_batch_norm()
 x_in = np.random.default_rng(4).uniform(0, 6, size=(2, 8, 8, unit.cin)).astype(np.float32)
 with_bn = unit.forward_float(x_in, training=False)                   # conv, then BN (eval), then ReLU6
 folded = np.clip(unit._conv(x_in, w_fold) + b_fold, 0, 6)           # folded conv, then ReLU6
@@ -297,7 +297,7 @@ def my_fold(w, gamma, beta, mean, var, eps=BN_EPS):
 
 def check(fold):
     """True when ``fold`` reproduces promref's batch-norm fold of ``unit`` (to float32 precision)."""
-    truth_w, truth_b, _ = unit._fold()
+    truth_w, truth_b, _ = unit.fold_batch_norm()
     try:
         w, b = fold(unit.params["w"].copy(), unit.params["gamma"].copy(), unit.params["beta"].copy(),
                     unit.buffers["mean"].copy(), unit.buffers["var"].copy())

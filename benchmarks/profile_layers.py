@@ -1,0 +1,108 @@
+"""Per-layer time of promref's numba backend next to ONNX Runtime's per-node time.
+
+    python benchmarks/profile_layers.py --config cifar --batch 64 [--threads 1]
+
+Times every promref layer (median of ``--repeats`` calls of its numba op on
+the very inputs a forward pass gives it, from a trace) and, with ``--ort``, ONNX Runtime's
+kernel time for the matching node (its built-in profiler) of the uint8-activation
+QOperator graph that ``python -m promref.bench --vs onnxruntime`` uses.
+Set NUMBA_NUM_THREADS before starting it; ORT gets ``--threads``.
+"""
+import argparse
+import collections
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from promref import engine  # noqa: E402
+from promref.synthetic import random_model  # noqa: E402
+
+
+def promref_layer_times(model, x, repeats):
+    """{layer name: median seconds}: each op timed on the inputs the engine gives it (a trace)."""
+    kernels = engine.get_backend("numba")
+    _, trace = model.forward(x, backend="numba", trace=True)   # also compiles / loads the cache
+    trace["input"] = x
+    zero_points = {"input": model.input.zero_point}
+    zero_points.update({layer.name: layer.out_zero_point for layer in model.layers})
+    times = {}
+    for layer in model.layers:
+        op = getattr(kernels, layer.op)
+        args = [trace[n] for n in layer.inputs] + [layer] + [zero_points[n] for n in layer.inputs]
+        if layer.op != "add":
+            args = [args[0], layer, args[2]]
+        runs = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            op(*args, model.rounding)
+            runs.append(time.perf_counter() - start)
+        times[layer.name] = statistics.median(runs)
+    return times
+
+
+def ort_layer_times(model, x, threads, repeats):
+    import onnxruntime as ort
+
+    from promref.bench import qoperator_uint8
+    proto = qoperator_uint8(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort_profile")
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    xu = (x.astype(np.int16) + 128).astype(np.uint8)
+    for _ in range(repeats + 1):
+        session.run(None, {"input": xu})
+    events = json.load(open(session.end_profiling()))
+    times = collections.defaultdict(list)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            layer = e["name"].split(".q")[0].split(".clip")[0].split("/")[0]
+            times[layer].append(e["dur"] * 1e-6)
+    out = {}
+    for k, v in times.items():
+        per_run = len(v) // (repeats + 1)  # a layer may have several nodes (conv + clip)
+        runs = [sum(v[i * per_run:(i + 1) * per_run]) for i in range(1, repeats + 1)] if per_run else v
+        out[k] = statistics.median(runs)
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="cifar")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ort", action="store_true")
+    args = p.parse_args()
+    model = random_model(args.config, args.width, "prom", seed=0)
+    x = np.random.default_rng(0).integers(-128, 128, size=(args.batch, model.input.height, model.input.width, 3)
+                                           ).astype(np.int8)
+    ours = promref_layer_times(model, x, args.repeats)
+    theirs = ort_layer_times(model, x, args.threads, args.repeats) if args.ort else {}
+    by_op = collections.defaultdict(lambda: [0.0, 0.0])
+    print(f"{'layer':<16s} {'op':<18s} {'promref ms':>10s} {'ORT ms':>8s} {'ratio':>6s}")
+    for layer in model.layers:
+        a, b = ours[layer.name], theirs.get(layer.name, float("nan"))
+        kind = layer.op if layer.op != "pointwise_ternary" else f"ternary.{layer.kind}"
+        by_op[kind][0] += a
+        by_op[kind][1] += b if b == b else 0.0
+        print(f"{layer.name:<16s} {layer.op:<18s} {a * 1e3:10.2f} {b * 1e3:8.2f} {a / b:6.2f}")
+    print()
+    for kind, (a, b) in sorted(by_op.items(), key=lambda t: -t[1][0]):
+        print(f"{kind:<24s} promref {a * 1e3:8.2f} ms   ORT {b * 1e3:8.2f} ms")
+    print(f"{'total':<24s} promref {sum(v[0] for v in by_op.values()) * 1e3:8.2f} ms   "
+          f"ORT {sum(v[1] for v in by_op.values()) * 1e3:8.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -176,6 +176,22 @@ def quantize_multipliers(reals):
             np.array([s for _, s in pairs], dtype=np.int32))
 
 
+#: left shift of the residual add's inputs (TFLite's choice for 8-bit ADD)
+ADD_LEFT_SHIFT = 20
+
+
+def add_multipliers(scale_a, scale_b, scale_out, left_shift=ADD_LEFT_SHIFT):
+    """Multipliers and shifts of a residual add -> (int32 [3], int32 [3]) for a, b, output.
+
+    TFLite's ADD structure: both inputs are brought to ``twice_max = 2 *
+    max(s_a, s_b)`` (factors ``s_a / twice_max`` and ``s_b / twice_max``, both
+    at most 1/2), the sum is rescaled by ``twice_max / (2**left_shift * s_out)``.
+    """
+    twice_max = 2.0 * max(float(scale_a), float(scale_b))
+    return quantize_multipliers([scale_a / twice_max, scale_b / twice_max,
+                                 twice_max / ((1 << left_shift) * float(scale_out))])
+
+
 def multiplier_to_real(multiplier, shift):
     """The real number ``M * 2**(shift - 31)`` an integer pair stands for (float64)."""
     return np.asarray(multiplier, np.float64) * np.exp2(np.asarray(shift, np.float64) - 31)

@@ -27,7 +27,6 @@ ACCUMULATE = {
     "fully_connected": fully_connected_accumulate,
     "pointwise_ternary": pointwise_ternary_accumulate,
 }
-ADD_LEFT_SHIFT = 20  # TFLite's choice for 8-bit ADD
 
 
 def _weights(rng, shape_layer, weight_shape):
@@ -86,10 +85,8 @@ def random_model(config="cifar", width=0.35, scheme="prom", seed=0, rounding=ari
         elif shape.op == "add":
             sa, sb = scales[shape.inputs[0]], scales[shape.inputs[1]]
             layer.out_scale = float(max(sa, sb) * rng.uniform(1.0, 1.5))
-            twice_max = 2 * max(sa, sb)
-            reals = [sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * layer.out_scale)]
-            layer.multiplier, layer.shift = arith.quantize_multipliers(reals)
-            layer.left_shift = ADD_LEFT_SHIFT
+            layer.multiplier, layer.shift = arith.add_multipliers(sa, sb, layer.out_scale)
+            layer.left_shift = arith.ADD_LEFT_SHIFT
             layer.out_zero_point = int(rng.integers(-10, 11))
         else:  # global_avgpool keeps scale and zero point
             layer.out_scale = scales[src]

@@ -24,7 +24,6 @@ import numpy as np
 
 from .. import arith
 from ..model import Layer
-from ..synthetic import ADD_LEFT_SHIFT
 from . import functional as F
 from .quantizers import RELU6_SCALE, RELU6_ZERO_POINT, RangeObserver, quantize_weights
 
@@ -255,12 +254,10 @@ class AddUnit(Unit):
     def to_layer(self, sa, sb):
         """Layer for inputs with scales ``sa`` and ``sb`` (zero points do not enter the parameters)."""
         out_scale, out_zp = self.observer.qparams()
-        twice_max = 2.0 * max(sa, sb)
-        reals = [sa / twice_max, sb / twice_max, twice_max / ((1 << ADD_LEFT_SHIFT) * out_scale)]
-        multiplier, shift = arith.quantize_multipliers(reals)
+        multiplier, shift = arith.add_multipliers(sa, sb, out_scale)
         return Layer(name=self.name, kind="add", op="add", inputs=self.inputs, in_channels=self.channels,
                      out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
-                     multiplier=multiplier, shift=shift, left_shift=ADD_LEFT_SHIFT)
+                     multiplier=multiplier, shift=shift, left_shift=arith.ADD_LEFT_SHIFT)
 
     def forward_qat(self, a, b, training, kernels, rounding):
         layer = self.to_layer(a.scale, b.scale)

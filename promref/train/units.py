@@ -183,7 +183,11 @@ class ConvUnit(Unit):
 
     def to_layer(self, in_scale, in_zero_point):
         """The integer Layer this unit stands for, given its input's quantization."""
-        w_fold, b_fold, k = self.fold_batch_norm()
+        return self._layer_and_folded_bias(in_scale, in_zero_point)[0]
+
+    def _layer_and_folded_bias(self, in_scale, in_zero_point):
+        """-> (the integer Layer, the float folded bias b_fold [Cout])."""
+        w_fold, b_fold, _ = self.fold_batch_norm()
         w_int, w_scale = self._quantized_weights(w_fold)
         out_scale, out_zp, lo, hi = self.out_qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
@@ -193,21 +197,21 @@ class ConvUnit(Unit):
         op = "pointwise_ternary" if self.ternary else self.op
         if op == "conv2d" and self.kernel == 1:
             w_int = w_int.reshape(self.cout, 1, 1, self.cin)  # the engine's [Cout, kh, kw, Cin]
-        return Layer(name=self.name, kind=self.kind, op=op, inputs=self.inputs, in_channels=self.cin,
-                     out_channels=self.cout, out_zero_point=out_zp, out_min=lo, out_max=hi,
-                     out_scale=float(out_scale), kernel=self.kernel, stride=self.stride,
-                     padding=(self.kernel // 2,) * 4, weights=w_int, weight_scale=w_scale.astype(np.float32),
-                     bias=bias, multiplier=multiplier, shift=shift)
+        layer = Layer(name=self.name, kind=self.kind, op=op, inputs=self.inputs, in_channels=self.cin,
+                      out_channels=self.cout, out_zero_point=out_zp, out_min=lo, out_max=hi,
+                      out_scale=float(out_scale), kernel=self.kernel, stride=self.stride,
+                      padding=(self.kernel // 2,) * 4, weights=w_int, weight_scale=w_scale.astype(np.float32),
+                      bias=bias, multiplier=multiplier, shift=shift)
+        return layer, b_fold
 
     def forward_qat(self, x, training, kernels, rounding):
-        layer = self.to_layer(x.scale, x.zero_point)
+        layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
         q = getattr(kernels, layer.op)(x.q, layer, x.zero_point, rounding)
         self.layer = layer
         if training:
             x_real = x.real()
             w_real = self.layer_real_weights(layer)
             if not self.relu6:  # track the unclamped real output range
-                w_fold, b_fold, _ = self.fold_batch_norm()
                 self.observer.update(self._conv(x_real, w_real) + b_fold)
             self._saved = (x_real, w_real, q)
         return QTensor(q, layer.out_scale, layer.out_zero_point)

@@ -92,9 +92,9 @@ def finish_weighted(data, layer, in_zero_point):
     return layer
 
 
-def assert_same(layer, x, in_zero_point, rounding):
+def assert_same(layer, x, in_zero_point, rounding, **options):
     expected = getattr(reference, layer.op)(x, layer, in_zero_point, rounding)
-    got = getattr(fast, layer.op)(x, layer, in_zero_point, rounding)
+    got = getattr(fast, layer.op)(x, layer, in_zero_point, rounding, **options)
     assert got.dtype == np.int8 and got.shape == expected.shape
     if not np.array_equal(got, expected):
         where = np.argwhere(got != expected)[0]
@@ -136,12 +136,20 @@ def test_conv2d_1x1(data):
     """int8 1x1 convolutions: the blocked kernel, over several pixel blocks and channel groups."""
     n = data.draw(st.integers(1, 3), label="N")
     h, w = data.draw(st.integers(1, 9), label="H"), data.draw(st.integers(1, 9), label="W")
-    cin, cout = data.draw(st.integers(1, 40), label="Cin"), data.draw(st.integers(1, 70), label="Cout")
+    cin, cout = data.draw(CHANNELS_1X1, label="Cin"), data.draw(CHANNELS_1X1, label="Cout")
     zx, zw = data.draw(INT8, label="zx"), data.draw(INT8, label="zw")
     layer = Layer("pw", "expand", "conv2d", ("input",), cin, cout, 0, kernel=1,
                   weights=int8_array(data, (cout, 1, 1, cin)), weight_zero_point=zw)
     finish_weighted(data, layer, zx)
-    assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"))
+    assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"),
+                block=data.draw(BLOCKS, label="block"))
+
+
+#: 1x1 channel counts: any small count, or a multiple of 8 (the 8 x 8 byte-tile transposes)
+CHANNELS_1X1 = st.one_of(st.integers(1, 70), st.integers(1, 9).map(lambda k: 8 * k))
+#: pixels per job of the 1x1 kernels (multiples of LANES): small blocks give many blocks and
+#: odd tails within one test; BLOCK is what the engine uses
+BLOCKS = st.sampled_from([32, 64, 96, _common.BLOCK])
 
 
 def ternary_weights(data, shape):
@@ -157,13 +165,14 @@ def ternary_weights(data, shape):
 def test_pointwise_ternary(data):
     n = data.draw(st.integers(1, 3), label="N")
     h, w = data.draw(st.integers(1, 9), label="H"), data.draw(st.integers(1, 9), label="W")
-    cin = data.draw(st.one_of(st.integers(1, 40), st.integers(250, 600)), label="Cin")
-    cout = data.draw(st.integers(1, 70), label="Cout")
+    cin = data.draw(st.one_of(CHANNELS_1X1, st.integers(250, 600)), label="Cin")
+    cout = data.draw(CHANNELS_1X1, label="Cout")
     zx = data.draw(INT8, label="zx")
     layer = Layer("pw", "expand", "pointwise_ternary", ("input",), cin, cout, 0,
                   weights=ternary_weights(data, (cout, cin)))
     finish_weighted(data, layer, zx)
-    assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"))
+    assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"),
+                block=data.draw(BLOCKS, label="block"))
 
 
 @pytest.mark.parametrize("sign", [1, -1])
@@ -373,9 +382,38 @@ def test_layers_that_break_the_overflow_rule_are_refused_by_validate():
         validate._check_weighted(layer, "test layer", 0)
 
 
-def test_channel_groups_cover_the_outputs():
+def test_channel_group_sizes():
     for pixels in (1, 49, 128, 129, 10_000):
         for channels in (1, 15, 16, 17, 96, 1280):
-            groups = _common.channel_groups(pixels, channels)
-            group = -(-channels // groups)
-            assert 1 <= groups <= channels and group * groups >= channels
+            group = _common.channel_group(pixels, channels)
+            assert 1 <= group <= channels
+            assert group % 8 == 0 or channels % 8 != 0   # the 8 x 8 tile transposes need it
+
+
+@pytest.mark.parametrize("pixels, channels", [(8, 8), (24, 16), (64, 40), (37, 24), (5, 8)])
+def test_block_transposes(pixels, channels):
+    """load_block / store_block (8 x 8 byte tiles plus byte-wise tails) against NumPy's transpose."""
+    import numba
+
+    @numba.njit
+    def round_trip(x, p0, count, block, o0, o1):
+        xt = np.full((x.shape[1], block), 99, np.int8)
+        _common.load_block(x, p0, count, xt)
+        out = np.full_like(x, 77)
+        _common.store_block(xt[o0:o1].copy(), p0, count, o0, o1, out)
+        return xt, out
+
+    x = np.random.default_rng(pixels).integers(-128, 128, (pixels + 9, channels)).astype(np.int8)
+    block = 64
+    for p0, count in ((0, pixels), (3, pixels), (1, min(pixels, 7))):
+        for o0, o1 in ((0, channels), (8, channels), (0, 8)):
+            if o1 <= o0:
+                continue
+            xt, out = round_trip(x, p0, count, block, o0, o1)
+            lanes = _common.lanes_for(count)
+            assert np.array_equal(xt[:, :count], x[p0:p0 + count].T)
+            assert not xt[:, count:lanes].any()                 # zero tail lanes
+            assert (xt[:, lanes:] == 99).all()                  # nothing past the computed lanes
+            expected = np.full_like(x, 77)
+            expected[p0:p0 + count, o0:o1] = x[p0:p0 + count, o0:o1]
+            assert np.array_equal(out, expected)

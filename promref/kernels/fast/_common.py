@@ -82,15 +82,29 @@ _install_cache_locators()
 JIT = dict(parallel=True, cache=True, fastmath=False, nogil=True)
 
 #: pixels per block in the 1x1 kernels.  The inner loops run over the pixels
-#: of a block: long enough to keep several independent vectors in flight and
-#: to amortise the per-output-channel work, short enough that the channel-major
-#: input block (Cin x BLOCK bytes) stays in L1/L2.  Measured: 192 to 256 beat
-#: 128 by about 10% on MobileNetV2; a multiple of LANES.
-BLOCK = 192
+#: of a block: long loops keep LLVM in its unrolled vector body (a short loop
+#: spends much of its time in the remainder code) and amortise the
+#: per-output-channel work, while the channel-major input block (Cin x BLOCK
+#: bytes, at most 480 KB) stays in L2.  Measured on the CIFAR MobileNetV2
+#: (docs/performance.md): 512 beats 192 by ~1.25x, 256 by ~1.1x.  A multiple of 8 and of LANES.
+BLOCK = 512
 
 #: the last block of a tensor is processed rounded up to a multiple of this
 #: (one 512-bit register of int16), not to the whole BLOCK
 LANES = 32
+
+
+def pixel_block(block, pixels):
+    """The pixel block a 1x1 kernel uses for a tensor of ``pixels`` pixels.
+
+    ``block`` must be a positive multiple of LANES (the kernels compute whole
+    LANES-wide rows inside scratch rows of ``block``); small tensors (batch 1)
+    get a block no longer than their pixels rounded up to LANES, so that the
+    per-call scratch buffers stay small.
+    """
+    if not (isinstance(block, (int, np.integer)) and block > 0 and block % LANES == 0):
+        raise ValueError(f"block must be a positive multiple of {LANES} pixels, got {block!r}")
+    return int(min(block, max(LANES, -(-pixels // LANES) * LANES)))
 
 
 def cached(layer, key, build, *sources):
@@ -131,13 +145,20 @@ def output_size(size, kernel, stride, pad_before, pad_after):
     return (size + pad_before + pad_after - kernel) // stride + 1
 
 
-def workers_for(jobs):
-    """How many parallel workers to start for ``jobs`` independent jobs.
+#: the least work (additions or multiply-accumulates) worth a second worker:
+#: waking a sleeping thread costs tens of microseconds, as much as a small
+#: call takes; without this floor batch 1 ran slower on 2 threads than on 1
+MIN_WORK = 1 << 20
+
+
+def workers_for(jobs, work):
+    """How many parallel workers to start for ``jobs`` independent jobs of ``work`` operations in all.
 
     (Asked here, not inside the kernels: ``numba.get_num_threads`` in jitted
-    code would stop Numba from caching the compiled kernel.)
+    code would stop Numba from caching the compiled kernel.)  The result only
+    changes the speed, never a value: each output is computed by one job.
     """
-    return max(1, min(numba.get_num_threads(), jobs))
+    return max(1, min(numba.get_num_threads(), jobs, work // MIN_WORK))
 
 
 @register_jitable
@@ -178,6 +199,64 @@ def lanes_for(count):
     return (count + LANES - 1) // LANES * LANES
 
 
+M32 = np.uint64(0x00000000FFFFFFFF)
+M16 = np.uint64(0x0000FFFF0000FFFF)
+M8 = np.uint64(0x00FF00FF00FF00FF)
+
+
+@register_jitable
+def _swap_bits(a, b, s, mask):
+    """Swap the bits of ``a >> s`` and ``b`` selected by ``mask`` (one step of a transpose)."""
+    t = ((a >> np.uint64(s)) ^ b) & mask
+    return a ^ (t << np.uint64(s)), b ^ t
+
+
+@register_jitable
+def transpose8(a0, a1, a2, a3, a4, a5, a6, a7):
+    """Transpose an 8 x 8 byte matrix held in eight uint64 words.
+
+    Row i is word ai (byte k, the k-th least significant, is column k); the
+    result's word j is column j.  Three rounds swap 4 x 4, 2 x 2, then 1 x 1
+    blocks across the diagonal: 72 word operations instead of 64 single-byte
+    loads and stores.
+    """
+    a0, a4 = _swap_bits(a0, a4, 32, M32)
+    a1, a5 = _swap_bits(a1, a5, 32, M32)
+    a2, a6 = _swap_bits(a2, a6, 32, M32)
+    a3, a7 = _swap_bits(a3, a7, 32, M32)
+    a0, a2 = _swap_bits(a0, a2, 16, M16)
+    a1, a3 = _swap_bits(a1, a3, 16, M16)
+    a4, a6 = _swap_bits(a4, a6, 16, M16)
+    a5, a7 = _swap_bits(a5, a7, 16, M16)
+    a0, a1 = _swap_bits(a0, a1, 8, M8)
+    a2, a3 = _swap_bits(a2, a3, 8, M8)
+    a4, a5 = _swap_bits(a4, a5, 8, M8)
+    a6, a7 = _swap_bits(a6, a7, 8, M8)
+    return a0, a1, a2, a3, a4, a5, a6, a7
+
+
+@register_jitable
+def copy_transposed(src, s0, ss, dst, d0, ds):
+    """dst[d0 + j * ds] = column j of the 8 x 8 bytes src[s0 + i * ss], i, j < 8 (uint64 arrays)."""
+    r0, r1, r2, r3, r4, r5, r6, r7 = transpose8(src[s0], src[s0 + ss], src[s0 + 2 * ss], src[s0 + 3 * ss],
+                                                src[s0 + 4 * ss], src[s0 + 5 * ss], src[s0 + 6 * ss],
+                                                src[s0 + 7 * ss])
+    dst[d0] = r0
+    dst[d0 + ds] = r1
+    dst[d0 + 2 * ds] = r2
+    dst[d0 + 3 * ds] = r3
+    dst[d0 + 4 * ds] = r4
+    dst[d0 + 5 * ds] = r5
+    dst[d0 + 6 * ds] = r6
+    dst[d0 + 7 * ds] = r7
+
+
+@register_jitable
+def words(a):
+    """A C-contiguous int8 array as a flat uint64 array (its size must be a multiple of 8)."""
+    return a.reshape(a.size).view(np.uint64)
+
+
 @register_jitable
 def load_block(x, p0, count, xt):
     """xt[c, q] = x[p0 + q, c] for q < count, 0 for the other computed lanes.
@@ -185,30 +264,58 @@ def load_block(x, p0, count, xt):
     x: int8 [pixels, Cin]; turns a block of pixels channel-major, so that one
     channel of the block is a contiguous row.  The zero tail lanes keep every
     sum small (no wrap-around anywhere); their results are never stored.
+    When Cin is a multiple of 8 (every MobileNetV2 layer) whole 8 x 8 byte
+    tiles are moved with ``transpose8``; the rest goes byte by byte.
     """
-    for q in range(count):
-        for c in range(x.shape[1]):
+    cin = x.shape[1]
+    done = 0
+    if cin % 8 == 0:
+        done = count - count % 8
+        x64, xt64 = words(x), words(xt)
+        cin8, block8 = cin // 8, xt.shape[1] // 8
+        for b in range(done // 8):
+            for g in range(cin8):            # pixels p0 + 8b.., channels 8g.. -> rows 8g.., word b
+                copy_transposed(x64, (p0 + 8 * b) * cin8 + g, cin8, xt64, 8 * g * block8 + b, block8)
+    for q in range(done, count):
+        for c in range(cin):
             xt[c, q] = x[p0 + q, c]
     for q in range(count, lanes_for(count)):
-        for c in range(x.shape[1]):
+        for c in range(cin):
             xt[c, q] = 0
 
 
 @register_jitable
 def store_block(yt, p0, count, o0, o1, out):
-    """out[p0 + q, o0 + o] = yt[o, q]: a channel-major output block back to pixel-major."""
-    for q in range(count):
+    """out[p0 + q, o0 + o] = yt[o, q]: a channel-major output block back to pixel-major.
+
+    8 x 8 byte tiles when o0, o1 and Cout are multiples of 8 (see load_block).
+    """
+    cout = out.shape[1]
+    done = 0
+    if cout % 8 == 0 and o0 % 8 == 0 and o1 % 8 == 0:
+        done = count - count % 8
+        yt64, out64 = words(yt), words(out)
+        cout8, block8 = cout // 8, yt.shape[1] // 8
+        for b in range(done // 8):
+            for g in range((o1 - o0) // 8):  # rows 8g.., word b -> pixels p0 + 8b.., channels o0 + 8g..
+                copy_transposed(yt64, 8 * g * block8 + b, block8, out64, (p0 + 8 * b) * cout8 + o0 // 8 + g, cout8)
+    for q in range(done, count):
         for o in range(o1 - o0):
             out[p0 + q, o0 + o] = yt[o, q]
 
 
-def channel_groups(pixels, channels, max_group=256, min_group=16):
-    """Into how many groups to split the output channels of a 1x1 conv.
+def channel_group(pixels, channels, block=BLOCK, max_group=256, min_group=16):
+    """How many output channels one job of a 1x1 kernel computes.
 
-    Enough groups to keep every thread busy when there are few pixel blocks
-    (deep layers at batch 1 have 7x7 = 49 pixels), and groups of at most
-    ``max_group`` channels so the channel-major output block stays in L1/L2.
+    Small enough that there are jobs for every thread when there are few pixel
+    blocks (deep layers at batch 1 have 7x7 = 49 pixels) and that the
+    channel-major output block (group x block bytes) stays in L2, at most
+    ``max_group``; a multiple of 8 when ``channels`` is, so that
+    ``store_block`` can move 8 x 8 tiles.
     """
-    blocks = -(-pixels // BLOCK)
-    wanted = max(-(-4 * numba.get_num_threads() // blocks), -(-channels // max_group))
-    return max(1, min(wanted, channels // min_group))
+    blocks = -(-pixels // block)
+    groups = max(-(-4 * numba.get_num_threads() // blocks), -(-channels // max_group))
+    group = -(-channels // max(1, min(groups, channels // min_group)))
+    if channels % 8 == 0:
+        group = -(-group // 8) * 8
+    return min(group, channels)

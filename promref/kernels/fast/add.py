@@ -77,7 +77,7 @@ def add(a, b, layer, zero_point_a, zero_point_b, rounding):
     out = np.empty(a.shape, np.int8)
     size = a.size
     flat = (np.ascontiguousarray(a).reshape(size), np.ascontiguousarray(b).reshape(size))
-    workers = workers_for(-(-size // CHUNK))
+    workers = workers_for(-(-size // CHUNK), 4 * size)
     table = add_table(layer, zero_point_a, zero_point_b, rounding)
     if table is not None:
         _add_table(*flat, table, workers, out.reshape(size))

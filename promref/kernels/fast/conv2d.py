@@ -22,7 +22,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ._common import (BLOCK, JIT, cached, channel_groups, is_double, lanes_for, load_block, output_size,
+from ._common import (BLOCK, JIT, cached, channel_group, pixel_block, is_double, lanes_for, load_block, output_size,
                       requant_arrays, requantize_channels, requantize_row, store_block, workers_for)
 
 
@@ -59,21 +59,21 @@ def multiply_accumulate(xt, weights, acc, lanes):
 
 
 @numba.njit(**JIT)
-def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, groups, workers, out):
+def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, group, workers, out):
     """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout]; jobs as in the ternary kernel."""
     pixels, cin = x.shape
     cout = out.shape[1]
-    group = (cout + groups - 1) // groups
-    jobs = (pixels + BLOCK - 1) // BLOCK * groups
+    groups = (cout + group - 1) // group
+    jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
-        xt = np.empty((cin, BLOCK), np.int8)      # the input block, channel-major
-        acc = np.empty(BLOCK, np.int32)           # one output channel of the block
-        yt = np.empty((group, BLOCK), np.int8)    # the output block, channel-major
+        xt = np.empty((cin, block), np.int8)      # the input block, channel-major
+        acc = np.empty(block, np.int32)           # one output channel of the block
+        yt = np.empty((group, block), np.int8)    # the output block, channel-major
         for job in range(worker, jobs, workers):
-            p0 = job // groups * BLOCK
+            p0 = job // groups * block
             o0 = job % groups * group
             o1 = min(o0 + group, cout)
-            count = min(BLOCK, pixels - p0)
+            count = min(block, pixels - p0)
             lanes = lanes_for(count)
             load_block(x, p0, count, xt)
             for o in range(o0, o1):
@@ -125,8 +125,8 @@ def _conv_direct(x, w, bias, multiplier, shift, in_zero_point, stride, top, left
                 requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, out[img, i, j])
 
 
-def conv2d(x, layer, in_zero_point, rounding):
-    """int8 [N, H, W, Cin] -> int8 [N, Ho, Wo, Cout]."""
+def conv2d(x, layer, in_zero_point, rounding, block=BLOCK):
+    """int8 [N, H, W, Cin] -> int8 [N, Ho, Wo, Cout].  ``block``: pixels per job of the 1x1 kernel."""
     multiplier, shift = requant_arrays(layer)
     n, h, wd, cin = x.shape
     cout = layer.out_channels
@@ -135,10 +135,11 @@ def conv2d(x, layer, in_zero_point, rounding):
     if layer.kernel == 1 and layer.stride == 1:
         w, bias = prepare_1x1(layer, in_zero_point)
         pixels = n * h * wd
-        groups = channel_groups(pixels, cout)
+        block = pixel_block(block, pixels)
+        group = channel_group(pixels, cout, block)
         out = np.empty((pixels, cout), np.int8)
         _conv1x1(x.reshape(pixels, cin), w, bias, multiplier, shift, *output,
-                 groups, workers_for(-(-pixels // BLOCK) * groups), out)
+                 block, group, workers_for(-(-pixels // block) * -(-cout // group), pixels * cin * cout), out)
         return out.reshape(n, h, wd, cout)
     w, bias = prepare_direct(layer)
     top, bottom, left, right = layer.padding
@@ -146,5 +147,5 @@ def conv2d(x, layer, in_zero_point, rounding):
     wo = output_size(wd, layer.kernel, layer.stride, left, right)
     out = np.empty((n, ho, wo, cout), np.int8)
     _conv_direct(x, w, bias, multiplier, shift, int(in_zero_point), int(layer.stride), int(top), int(left),
-                 *output, workers_for(n * ho), out)
+                 *output, workers_for(n * ho, out.size * w.shape[0] * w.shape[1] * cin), out)
     return out

@@ -49,5 +49,5 @@ def fully_connected(x, layer, in_zero_point, rounding):
     out = np.empty((n, layer.out_channels), np.int8)
     _fully_connected(np.ascontiguousarray(x), w, bias, multiplier, shift, int(in_zero_point),
                      int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding),
-                     workers_for(n * layer.out_channels), out)
+                     workers_for(n * layer.out_channels, x.size * layer.out_channels), out)
     return out

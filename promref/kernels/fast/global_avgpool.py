@@ -34,5 +34,5 @@ def global_avgpool(x, layer, in_zero_point, rounding):
     """int8 [N, H, W, C] -> int8 [N, C]; ``in_zero_point`` and ``rounding`` are not used."""
     n, h, w, c = x.shape
     out = np.empty((n, c), np.int8)
-    _global_avgpool(np.ascontiguousarray(x).reshape(n, h * w, c), workers_for(n), out)
+    _global_avgpool(np.ascontiguousarray(x).reshape(n, h * w, c), workers_for(n, x.size), out)
     return out

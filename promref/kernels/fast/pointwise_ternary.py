@@ -20,10 +20,16 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
 * requantizes each output channel of the block (folded bias, scale, zero
   point, clamp) and transposes the block back to NHWC.
 
+The transposes move 8 x 8 byte tiles through 64-bit words
+(``_common.transpose8``); they were a third of the kernel's time when done
+byte by byte (docs/performance.md).
+
 Why the narrow integers are exact:
 
 * ``part`` (int16) sums at most ``CHUNK = 255`` int8 rows:
-  ``|part| <= 255 * 128 = 32640 < 2**15``;
+  ``|part| <= 255 * 128 = 32640 < 2**15``; an output channel with at most
+  255 non-zero weights (every one with Cin <= 255) is requantized straight
+  from ``part``;
 * ``acc`` (int32) is the signed sum of all the chunks, at most
   ``128 * sum|t[o]|`` in size -- below the accumulator bound, which the loader
   proves to be < 2**31 (validate.accumulator_bound; ``max|x - zx| >= 128``);
@@ -34,7 +40,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ._common import (BLOCK, JIT, cached, channel_groups, is_double, lanes_for, load_block, requant_arrays,
+from ._common import (BLOCK, JIT, cached, channel_group, pixel_block, is_double, lanes_for, load_block, requant_arrays,
                       requantize_row, store_block, workers_for)
 
 #: rows summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
@@ -95,6 +101,18 @@ def subtract_rows(xt, rows, start, stop, part, lanes):
 
 
 @register_jitable
+def chunk_sum(xt, rows, first, mid, last, part, lanes):
+    """part[q] = sum_{j in [first, mid)} xt[rows[j], q] - sum_{j in [mid, last)} xt[rows[j], q], in int16.
+
+    At most CHUNK rows (``last - first <= CHUNK``), so the int16 sum is exact.
+    """
+    for q in range(lanes):
+        part[q] = 0
+    add_rows(xt, rows, first, mid, part, lanes)
+    subtract_rows(xt, rows, mid, last, part, lanes)
+
+
+@register_jitable
 def signed_row_sum(xt, rows, start, mid, stop, part, acc, lanes):
     """acc[q] = sum_{j in [start, mid)} xt[rows[j], q] - sum_{j in [mid, stop)} xt[rows[j], q].
 
@@ -105,56 +123,63 @@ def signed_row_sum(xt, rows, start, mid, stop, part, acc, lanes):
         acc[q] = 0
     for first in range(start, stop, CHUNK):
         last = min(first + CHUNK, stop)
-        for q in range(lanes):
-            part[q] = 0
-        add_rows(xt, rows, first, min(last, mid), part, lanes)
-        subtract_rows(xt, rows, max(first, mid), last, part, lanes)
+        chunk_sum(xt, rows, first, min(max(first, mid), last), last, part, lanes)
         for q in range(lanes):
             acc[q] += part[q]
 
 
 @numba.njit(**JIT)
 def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
-                       groups, workers, out):
+                       block, group, workers, out):
     """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout].
 
-    A job is one (pixel block, group of output channels) pair.  Each worker
-    allocates its scratch once and takes every ``workers``-th job.  Every
-    output value is computed by exactly one job, always the same way, so the
-    result does not depend on the number of threads.
+    A job is one (block of ``block`` pixels, group of ``group`` output
+    channels) pair.  Each worker allocates its scratch once and takes every
+    ``workers``-th job.  Every output value is computed by exactly one job,
+    always the same way, so the result does not depend on the number of threads.
     """
     pixels, cin = x.shape
     cout = out.shape[1]
-    group = (cout + groups - 1) // groups
-    jobs = (pixels + BLOCK - 1) // BLOCK * groups
+    groups = (cout + group - 1) // group
+    jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
-        xt = np.empty((cin, BLOCK), np.int8)      # the input block, channel-major
-        part = np.empty(BLOCK, np.int16)          # the sum of one chunk of rows
-        acc = np.empty(BLOCK, np.int32)           # one output channel of the block
-        yt = np.empty((group, BLOCK), np.int8)    # the output block, channel-major
+        xt = np.empty((cin, block), np.int8)      # the input block, channel-major
+        part = np.empty(block, np.int16)          # the sum of one chunk of rows
+        acc = np.empty(block, np.int32)           # one output channel of the block
+        yt = np.empty((group, block), np.int8)    # the output block, channel-major
         for job in range(worker, jobs, workers):
-            p0 = job // groups * BLOCK
+            p0 = job // groups * block
             o0 = job % groups * group
             o1 = min(o0 + group, cout)
-            count = min(BLOCK, pixels - p0)
+            count = min(block, pixels - p0)
             lanes = lanes_for(count)
             load_block(x, p0, count, xt)
             for o in range(o0, o1):
-                signed_row_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, acc, lanes)
-                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                               yt[o - o0], lanes)
+                if ptr[o + 1] - ptr[o] <= CHUNK:    # one chunk: the int16 sum is the whole sum
+                    chunk_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, lanes)
+                    requantize_row(part, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                   yt[o - o0], lanes)
+                else:
+                    signed_row_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, acc, lanes)
+                    requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                   yt[o - o0], lanes)
             store_block(yt, p0, count, o0, o1, out)
 
 
-def pointwise_ternary(x, layer, in_zero_point, rounding):
-    """int8 [N, H, W, Cin] -> int8 [N, H, W, Cout]."""
+def pointwise_ternary(x, layer, in_zero_point, rounding, block=BLOCK):
+    """int8 [N, H, W, Cin] -> int8 [N, H, W, Cout].
+
+    ``block`` (pixels per job, a multiple of LANES) only changes the speed;
+    the tests use small blocks to reach many blocks and tails.
+    """
     ptr, mid, rows, bias = prepare(layer, in_zero_point)
     multiplier, shift = requant_arrays(layer)
     n, h, w, cin = x.shape
     pixels, cout = n * h * w, layer.out_channels
-    groups = channel_groups(pixels, cout)
+    block = pixel_block(block, pixels)
+    group = channel_group(pixels, cout, block)
     out = np.empty((pixels, cout), np.int8)
     _pointwise_ternary(np.ascontiguousarray(x).reshape(pixels, cin), ptr, mid, rows, bias, multiplier, shift,
                        int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding),
-                       groups, workers_for(-(-pixels // BLOCK) * groups), out)
+                       block, group, workers_for(-(-pixels // block) * -(-cout // group), pixels * len(rows)), out)
     return out.reshape(n, h, w, cout)

@@ -55,6 +55,14 @@ def test_every_layer_matches_the_reference(config, width, scheme, rounding):
     assert_same_trace(m, images(m, n, seed=MODELS.index((config, width, scheme)) + 100 * (rounding == "double")))
 
 
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_batch_of_one_small_layers(rounding):
+    """CIFAR at batch 1: the 4 x 4 stage has 16 pixels, which the ternary kernel
+    computes with its masked strategy (kernels/fast/_ternary_masked.py)."""
+    m = get_model("cifar", 1.0, "prom", rounding)
+    assert_same_trace(m, images(m, 1, seed=5))
+
+
 @pytest.mark.parametrize("config", ["cifar", "imagenet"])
 def test_saturated_and_constant_images(config):
     """Inputs at the ends of the int8 range drive many accumulators to their extremes."""

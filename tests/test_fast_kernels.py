@@ -150,6 +150,8 @@ CHANNELS_1X1 = st.one_of(st.integers(1, 70), st.integers(1, 9).map(lambda k: 8 *
 #: pixels per job of the 1x1 kernels (multiples of LANES): small blocks give many blocks and
 #: odd tails within one test; BLOCK is what the engine uses
 BLOCKS = st.sampled_from([32, 64, 96, _common.BLOCK])
+#: the ternary kernel's two strategies (row sums over pixels, masked sums over channels) and the default
+TERNARY_METHODS = st.sampled_from(["rows", "masked", None])
 
 
 def ternary_weights(data, shape):
@@ -172,7 +174,8 @@ def test_pointwise_ternary(data):
                   weights=ternary_weights(data, (cout, cin)))
     finish_weighted(data, layer, zx)
     assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"),
-                block=data.draw(BLOCKS, label="block"))
+                block=data.draw(BLOCKS, label="block"), method=data.draw(TERNARY_METHODS, label="method"))
+
 
 
 @pytest.mark.parametrize("sign", [1, -1])
@@ -187,7 +190,8 @@ def test_pointwise_ternary_long_sums(sign, value):
     validate._check_weighted(layer, "test layer", 0)
     x = np.full((2, 3, 3, cin), value, np.int8)
     for rounding in arith.ROUNDING_MODES:
-        assert_same(layer, x, 0, rounding)
+        for method in ("rows", "masked"):
+            assert_same(layer, x, 0, rounding, method=method)
 
 
 @SETTINGS
@@ -363,6 +367,15 @@ def test_cache_follows_edited_layers():
     clone = copy.deepcopy(int8)                     # copies the cache, but with writable arrays
     clone.weights[0, 0, :] = 100
     assert_same(clone, x, 5, "double")
+
+
+def test_unknown_ternary_method_or_block_is_refused():
+    layer = freeze(ternary_layer(np.random.default_rng(0)))
+    x = np.zeros((1, 2, 2, 16), np.int8)
+    with pytest.raises(ValueError, match="method"):
+        fast.pointwise_ternary(x, layer, 0, "single", method="dense")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        fast.pointwise_ternary(x, layer, 0, "single", block=40, method="rows")
 
 
 def test_unknown_rounding_mode_is_refused():

@@ -42,9 +42,14 @@ from numba.extending import register_jitable
 
 from ._common import (BLOCK, JIT, cached, channel_group, pixel_block, is_double, lanes_for, load_block, requant_arrays,
                       requantize_row, store_block, workers_for)
+from ._ternary_masked import masks, pointwise_ternary_masked
 
 #: rows summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
 CHUNK = 255
+
+#: up to this many pixels per call the masked kernel is faster: 1.6-2.1x at 16 pixels
+#: (batch 1, 4 x 4), 0.4-0.9x at 64 (docs/performance.md)
+FEW_PIXELS = 32
 
 
 def prepare(layer, in_zero_point):
@@ -166,16 +171,30 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
             store_block(yt, p0, count, o0, o1, out)
 
 
-def pointwise_ternary(x, layer, in_zero_point, rounding, block=BLOCK):
+def pointwise_ternary(x, layer, in_zero_point, rounding, block=BLOCK, method=None):
     """int8 [N, H, W, Cin] -> int8 [N, H, W, Cout].
 
-    ``block`` (pixels per job, a multiple of LANES) only changes the speed;
-    the tests use small blocks to reach many blocks and tails.
+    ``method``: "rows" (the row sums above), "masked" (``_ternary_masked``,
+    for few pixels) or None: "masked" up to FEW_PIXELS pixels, else "rows".
+    ``block`` (pixels per job of "rows", a multiple of LANES).  Neither
+    changes a result, only the speed; the tests force both methods and use
+    small blocks to reach many blocks and tails.
     """
     ptr, mid, rows, bias = prepare(layer, in_zero_point)
     multiplier, shift = requant_arrays(layer)
     n, h, w, cin = x.shape
     pixels, cout = n * h * w, layer.out_channels
+    if method is None:
+        method = "masked" if pixels <= FEW_PIXELS else "rows"
+    if method == "masked":
+        plus, minus = masks(layer)
+        out = np.empty((pixels, cout), np.int8)
+        pointwise_ternary_masked(np.ascontiguousarray(x).reshape(pixels, cin), plus, minus, bias, multiplier, shift,
+                                 int(layer.out_zero_point), int(layer.out_min), int(layer.out_max),
+                                 is_double(rounding), workers_for(pixels, pixels * cin * cout), out)
+        return out.reshape(n, h, w, cout)
+    if method != "rows":
+        raise ValueError(f"unknown method {method!r}; expected 'rows', 'masked' or None")
     block = pixel_block(block, pixels)
     group = channel_group(pixels, cout, block)
     out = np.empty((pixels, cout), np.int8)

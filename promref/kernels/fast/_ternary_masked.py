@@ -1,0 +1,61 @@
+"""Ternary 1x1 convolution for few pixels: masked additions over output channels.
+
+The row-sum kernel (pointwise_ternary.py) vectorises over the pixels of a
+block.  With few pixels -- batch 1 at 4 x 4 or 8 x 8 resolution has 16 or 64
+-- its inner loops are too short for LLVM's vector body and most of the
+time goes to loop remainders and per-row overhead (docs/performance.md).
+This kernel vectorises over the *output channels* instead, one pixel at a
+time:
+
+    part[o] += (x[p, c] & plus[c, o]) - (x[p, c] & minus[c, o])     for all o
+
+where ``plus[c, o]`` is all ones (int16 -1) when ``t[o, c] = +1`` and 0
+otherwise, ``minus`` likewise for ``t = -1``.  A bitwise AND selects the
+input or 0; there is still no multiplication (on AVX-512 this is what a
+masked ``vpaddw`` / ``vpsubw`` does).  It does not skip zero weights, so it
+does more additions than the row sums, but in long, fully vectorised loops.
+
+Exactness is the row kernel's argument: ``part`` (int16) sums at most
+CHUNK = 255 terms of magnitude <= 128; ``acc`` (int32) is bounded by the
+loader's accumulator bound; the folded bias is added in int64.
+"""
+import numba
+import numpy as np
+from numba import prange
+
+from ._common import JIT, cached, requantize_channels
+
+#: input channels summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
+CHUNK = 255
+
+
+def masks(layer):
+    """(plus, minus): int16 [Cin, Cout], -1 where ``t[o, c]`` is +1 (plus) or -1 (minus), else 0."""
+    def build():
+        t = np.ascontiguousarray(layer.weights.T)      # C order: plus[c] is a contiguous row
+        return -(t == 1).astype(np.int16), -(t == -1).astype(np.int16)
+    return cached(layer, ("fast.pointwise_ternary.masks",), build, layer.weights)
+
+
+@numba.njit(**JIT)
+def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point, lo, hi, double, workers, out):
+    """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout]; worker w computes pixels w, w + workers, ..."""
+    pixels, cin = x.shape
+    cout = out.shape[1]
+    for worker in prange(workers):
+        part = np.empty(cout, np.int16)     # one chunk of input channels
+        acc = np.empty(cout, np.int32)      # all of them
+        for p in range(worker, pixels, workers):
+            for o in range(cout):
+                acc[o] = 0
+            for c0 in range(0, cin, CHUNK):
+                for o in range(cout):
+                    part[o] = 0
+                for c in range(c0, min(c0 + CHUNK, cin)):
+                    xc = np.int16(x[p, c])
+                    up, down = plus[c], minus[c]
+                    for o in range(cout):   # int16 throughout (casts keep Numba from widening to int64)
+                        part[o] = np.int16(part[o] + np.int16(np.int16(xc & up[o]) - np.int16(xc & down[o])))
+                for o in range(cout):
+                    acc[o] += part[o]
+            requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, out[p])

@@ -588,3 +588,27 @@ def test_add_and_pool_qat_backward(n, h, w, c, rounding, seed):
     r = rng.normal(size=(n, c)).astype(np.float32)
     dx = pool.backward_qat(r)
     np.testing.assert_allclose(dx, np.broadcast_to(r[:, None, None, :] / (h * w), a.q.shape), rtol=1e-6)
+
+
+# ------------------------------------------------ QAT element-wise kernels
+
+
+@pytest.mark.parametrize("zero_point, scale", [(-128, 6 / 255), (3, 0.0173), (127, 1e-3)])
+def test_dequantize_is_the_float32_expression(zero_point, scale):
+    """F.dequantize gives the very bits of ``(q - zp) * scale`` evaluated in float32 by NumPy."""
+    q = np.random.default_rng(1).integers(-128, 128, (3, 5, 7, 9)).astype(np.int8)
+    got = F.dequantize(q, zero_point, scale)
+    expected = (q.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    assert got.dtype == np.float32 and got.shape == q.shape
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("lo, hi", [(-128, 127), (-128, -120), (-5, 6)])
+def test_straight_through_masks_saturated_outputs(lo, hi):
+    rng = np.random.default_rng(2)
+    q = rng.integers(-128, 128, (4, 3, 3, 16)).astype(np.int8)
+    dy = rng.standard_normal(q.shape).astype(np.float32)
+    got = F.straight_through(dy, q, lo, hi)
+    expected = np.where((q > lo) & (q < hi), dy, np.float32(0))
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert not got[(q <= lo) | (q >= hi)].any()

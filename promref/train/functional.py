@@ -79,6 +79,32 @@ def im2col(x, k, stride, pad):
     return np.concatenate(cols, axis=-1)
 
 
+# ------------------------------------------------------ quantized tensors (QAT)
+
+
+@numba.njit(**_jit)
+def dequantize(q, zero_point, scale):
+    """int8 q [...] -> float32 ``(q - zero_point) * scale``, in float32 like the NumPy
+    expression ``(q.astype(float32) - float32(zp)) * float32(scale)`` (same bits)."""
+    flat = q.ravel()
+    out = np.empty(flat.size, np.float32)
+    zp, s = np.float32(zero_point), np.float32(scale)
+    for i in numba.prange(flat.size):
+        out[i] = (np.float32(flat[i]) - zp) * s
+    return out.reshape(q.shape)
+
+
+@numba.njit(**_jit)
+def straight_through(dy, q, lo, hi):
+    """The straight-through gradient of a clamped int8 output: ``dy`` where
+    ``lo < q < hi``, 0 where the output saturated.  dy float32, q int8, same shape."""
+    g, codes = dy.ravel(), q.ravel()
+    out = np.empty(g.size, np.float32)
+    for i in numba.prange(g.size):
+        out[i] = g[i] if lo < codes[i] < hi else np.float32(0)
+    return out.reshape(dy.shape)
+
+
 # ------------------------------------------------------ batch norm + ReLU6
 
 

@@ -38,7 +38,8 @@ class QTensor(NamedTuple):
     zero_point: int
 
     def real(self):
-        return (self.q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
+        """float32 ``(q - zero_point) * scale`` (one fused pass, F.dequantize)."""
+        return F.dequantize(self.q, self.zero_point, self.scale)
 
 
 def _he(rng, shape, fan_in):
@@ -220,7 +221,7 @@ class ConvUnit(Unit):
         x_real, w_real, q = self._saved
         layer = self.layer
         # straight-through: d(acc_real) = dy where the output was not clamped
-        dz = np.where((q > layer.out_min) & (q < layer.out_max), dy, np.float32(0)).astype(np.float32)
+        dz = F.straight_through(dy, q, layer.out_min, layer.out_max)
         dx, dw_fold = self._conv_backward(x_real, w_real, dz, need_dx)
         db_fold = dz.reshape(-1, self.cout).sum(axis=0)
         k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
@@ -274,7 +275,7 @@ class AddUnit(Unit):
 
     def backward_qat(self, dy):
         q = self._saved
-        d = np.where((q > self.layer.out_min) & (q < self.layer.out_max), dy, np.float32(0)).astype(np.float32)
+        d = F.straight_through(dy, q, self.layer.out_min, self.layer.out_max)
         return d, d
 
 
@@ -354,7 +355,7 @@ class LinearUnit(Unit):
 
     def backward_qat(self, dy, need_dx=True):
         x_real, w_real, q = self._saved
-        d = np.where((q > self.layer.out_min) & (q < self.layer.out_max), dy, np.float32(0)).astype(np.float32)
+        d = F.straight_through(dy, q, self.layer.out_min, self.layer.out_max)
         self.grads["w"] += d.T @ x_real
         self.grads["b"] += d.sum(axis=0)
         return d @ w_real

@@ -327,3 +327,12 @@ def test_demo_cli_tiny_budget(tmp_path):
     assert card["test_images"] == 100 and card["config"]["train_subset"] == 256
     assert any(layer.op == "pointwise_ternary" for layer in model.layers)
     assert (tmp_path / "ckpt" / "last.npz").exists()
+    assert card["resumed_after_epoch"] == 0
+    assert card["training_time_s"] == round(sum(h["seconds"] for h in card["history"]), 1) > 0
+    # the same command resumed after the last epoch trains nothing more and exports the same model;
+    # its card keeps the history (and so the training time) of the first process
+    assert main(argv + ["--resume"]) == 0
+    again = json.loads(out.with_suffix(".json").read_text())
+    assert again["resumed_after_epoch"] == 2 and again["history"] == card["history"]
+    assert again["training_time_s"] == card["training_time_s"]
+    assert np.array_equal(fmt.load(out).layers[3].weights, model.layers[3].weights)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluate import evaluate_model
 from ..format import save
-from .loop import TrainConfig, evaluate, train
+from .loop import TrainConfig, checkpoint_epochs, evaluate, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             train_subset=20_000, bn_recalibration_batches=50, weight_decay=5e-4)
@@ -63,6 +63,7 @@ def main(argv=None):
     print(f"training {config.arch} (width {config.width}, scheme {config.scheme}) on "
           f"{config.train_subset or len(train_data[0])} images: {config.epochs_float} float + "
           f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
+    resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
     start = time.time()
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume)
     wall = time.time() - start
@@ -77,7 +78,11 @@ def main(argv=None):
     if args.out:
         card = dict(model=model.name, command="promref train " + " ".join(shlex.quote(a) for a in argv),
                     config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
-                    float_top1=float_acc, integer_top1=int_acc, wall_time_s=round(wall, 1),
+                    float_top1=float_acc, integer_top1=int_acc,
+                    # a long run resumes across processes: the epochs' own training time is the total,
+                    # the wall time is this (last) process's, which started after `resumed_after_epoch`
+                    training_time_s=round(sum(h["seconds"] for h in history), 1),
+                    wall_time_s=round(wall, 1), resumed_after_epoch=resumed_after,
                     hardware=_hardware(), history=history)
         model.metadata.update(trained=True, float_top1=float_acc, integer_top1=int_acc, dataset=dataset)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -117,6 +117,15 @@ def _load_checkpoint(path, network):
     return meta, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
 
 
+def checkpoint_epochs(checkpoint_dir):
+    """How many epochs the checkpoint ``checkpoint_dir/last.npz`` holds (0 when there is none)."""
+    path = os.path.join(checkpoint_dir, "last.npz") if checkpoint_dir else None
+    if not path or not os.path.exists(path):
+        return 0
+    with np.load(path, allow_pickle=False) as z:
+        return json.loads(z["meta"].tobytes().decode("utf-8"))["epoch"] + 1
+
+
 def train(config, train_data, test_data, checkpoint_dir=None, resume=False, progress=None):
     """Train a network -> (network, history).  ``*_data`` are (uint8 images NHWC, int labels).
 

@@ -411,7 +411,7 @@ def test_block_transposes(pixels, channels):
     @numba.njit
     def round_trip(x, p0, count, block, o0, o1):
         xt = np.full((x.shape[1], block), 99, np.int8)
-        _common.load_block(x, p0, count, xt)
+        _common.load_block(x, p0, count, xt, np.empty(x.shape[1] * block // 8, np.uint64))
         out = np.full_like(x, 77)
         _common.store_block(xt[o0:o1].copy(), p0, count, o0, o1, out)
         return xt, out

@@ -236,13 +236,12 @@ def transpose8(a0, a1, a2, a3, a4, a5, a6, a7):
 
 
 @register_jitable
-def transpose_tiles(src, s0, ss, n, tmp):
+def transpose_tiles(src, s0, ss, n, dst, d0, ds):
     """Transpose the n 8 x 8 byte tiles k < n whose row i is the word src[s0 + i * ss + k]:
-    column j of tile k goes to tmp[j * n + k] (uint64 arrays).
+    column j of tile k goes to dst[d0 + j * ds + k] (uint64 arrays).
 
-    The tiles are neighbours in ``src``, so this loop runs over contiguous words
-    and LLVM vectorises it (eight tiles per 512-bit register); the callers then
-    scatter the words of ``tmp`` with plain 64-bit moves.
+    The tiles are neighbours in ``src`` and ``dst``, so this loop runs over
+    contiguous words and LLVM vectorises it (eight tiles per 512-bit register).
     """
     # one view per row: indexed by the loop counter alone, the loop vectorises
     # (an index like ``s0 + k`` brings Numba's negative-index test, which stops LLVM)
@@ -250,27 +249,13 @@ def transpose_tiles(src, s0, ss, n, tmp):
         src[s0 + 3 * ss:s0 + 3 * ss + n]
     a4, a5, a6, a7 = src[s0 + 4 * ss:s0 + 4 * ss + n], src[s0 + 5 * ss:s0 + 5 * ss + n], \
         src[s0 + 6 * ss:s0 + 6 * ss + n], src[s0 + 7 * ss:s0 + 7 * ss + n]
-    t0, t1, t2, t3, t4, t5, t6, t7 = tmp[:n], tmp[n:2 * n], tmp[2 * n:3 * n], tmp[3 * n:4 * n], \
-        tmp[4 * n:5 * n], tmp[5 * n:6 * n], tmp[6 * n:7 * n], tmp[7 * n:8 * n]
+    t0, t1, t2, t3 = dst[d0:d0 + n], dst[d0 + ds:d0 + ds + n], dst[d0 + 2 * ds:d0 + 2 * ds + n], \
+        dst[d0 + 3 * ds:d0 + 3 * ds + n]
+    t4, t5, t6, t7 = dst[d0 + 4 * ds:d0 + 4 * ds + n], dst[d0 + 5 * ds:d0 + 5 * ds + n], \
+        dst[d0 + 6 * ds:d0 + 6 * ds + n], dst[d0 + 7 * ds:d0 + 7 * ds + n]
     for k in range(n):
         t0[k], t1[k], t2[k], t3[k], t4[k], t5[k], t6[k], t7[k] = transpose8(
             a0[k], a1[k], a2[k], a3[k], a4[k], a5[k], a6[k], a7[k])
-
-
-@register_jitable
-def copy_transposed(src, s0, ss, dst, d0, ds):
-    """dst[d0 + j * ds] = column j of the 8 x 8 bytes src[s0 + i * ss], i, j < 8 (uint64 arrays)."""
-    r0, r1, r2, r3, r4, r5, r6, r7 = transpose8(src[s0], src[s0 + ss], src[s0 + 2 * ss], src[s0 + 3 * ss],
-                                                src[s0 + 4 * ss], src[s0 + 5 * ss], src[s0 + 6 * ss],
-                                                src[s0 + 7 * ss])
-    dst[d0] = r0
-    dst[d0 + ds] = r1
-    dst[d0 + 2 * ds] = r2
-    dst[d0 + 3 * ds] = r3
-    dst[d0 + 4 * ds] = r4
-    dst[d0 + 5 * ds] = r5
-    dst[d0 + 6 * ds] = r6
-    dst[d0 + 7 * ds] = r7
 
 
 @register_jitable
@@ -280,16 +265,19 @@ def words(a):
 
 
 @register_jitable
-def load_block(x, p0, count, xt):
+def load_block(x, p0, count, xt, scratch):
     """xt[c, q] = x[p0 + q, c] for q < count, 0 for the other computed lanes.
 
     x: int8 [pixels, Cin]; turns a block of pixels channel-major, so that one
     channel of the block is a contiguous row.  The zero tail lanes keep every
     sum small (no wrap-around anywhere); their results are never stored.
     When Cin is a multiple of 8 (every MobileNetV2 layer) whole 8 x 8 byte
-    tiles are moved with ``transpose8``; the rest goes byte by byte.  (The
-    vectorised ``transpose_tiles`` of store_block loses here: a row of tiles is
-    only Cin / 8 words long.)
+    tiles are moved: the block's words are first reordered (64-bit moves) so
+    that for each group of 8 channels the tiles of consecutive pixels lie side
+    by side, ``scratch[(g * 8 + i) * tiles + b]`` = pixel ``8b + i``, channels
+    ``8g..8g+7``; then ``transpose_tiles`` writes each group's 8 rows of ``xt``
+    in one vectorised loop.  The rest goes byte by byte.  ``scratch``: uint64,
+    at least Cin * block / 8 words.
     """
     cin = x.shape[1]
     done = 0
@@ -297,9 +285,14 @@ def load_block(x, p0, count, xt):
         done = count - count % 8
         x64, xt64 = words(x), words(xt)
         cin8, block8 = cin // 8, xt.shape[1] // 8
-        for b in range(done // 8):
-            for g in range(cin8):            # pixels p0 + 8b.., channels 8g.. -> rows 8g.., word b
-                copy_transposed(x64, (p0 + 8 * b) * cin8 + g, cin8, xt64, 8 * g * block8 + b, block8)
+        tiles = done // 8
+        for b in range(tiles):
+            for i in range(8):
+                row = x64[(p0 + 8 * b + i) * cin8:(p0 + 8 * b + i + 1) * cin8]
+                for g in range(cin8):
+                    scratch[(g * 8 + i) * tiles + b] = row[g]
+        for g in range(cin8):
+            transpose_tiles(scratch, g * 8 * tiles, tiles, tiles, xt64, 8 * g * block8, block8)
     for q in range(done, count):
         for c in range(cin):
             xt[c, q] = x[p0 + q, c]
@@ -325,7 +318,7 @@ def store_block(yt, p0, count, o0, o1, out):
         tiles = done // 8
         tmp = np.empty(8 * tiles, np.uint64)
         for g in range((o1 - o0) // 8):      # rows 8g.. (all pixels) -> pixels p0 + 8b + j, channels o0 + 8g..
-            transpose_tiles(yt64, 8 * g * block8, block8, tiles, tmp)
+            transpose_tiles(yt64, 8 * g * block8, block8, tiles, tmp, 0, tiles)
             first = p0 * cout8 + o0 // 8 + g
             for j in range(8):
                 for b in range(tiles):

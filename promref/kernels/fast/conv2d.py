@@ -67,6 +67,7 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
     jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
         xt = np.empty((cin, block), np.int8)      # the input block, channel-major
+        scratch = np.empty(cin * block // 8, np.uint64)  # load_block's reordered words
         acc = np.empty(block, np.int32)           # one output channel of the block
         yt = np.empty((group, block), np.int8)    # the output block, channel-major
         for job in range(worker, jobs, workers):
@@ -75,7 +76,7 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
             o1 = min(o0 + group, cout)
             count = min(block, pixels - p0)
             lanes = lanes_for(count)
-            load_block(x, p0, count, xt)
+            load_block(x, p0, count, xt, scratch)
             for o in range(o0, o1):
                 multiply_accumulate(xt, w[o], acc, lanes)
                 requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,

@@ -149,6 +149,7 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
     jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
         xt = np.empty((cin, block), np.int8)      # the input block, channel-major
+        scratch = np.empty(cin * block // 8, np.uint64)  # load_block's reordered words
         part = np.empty(block, np.int16)          # the sum of one chunk of rows
         acc = np.empty(block, np.int32)           # one output channel of the block
         yt = np.empty((group, block), np.int8)    # the output block, channel-major
@@ -158,7 +159,7 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
             o1 = min(o0 + group, cout)
             count = min(block, pixels - p0)
             lanes = lanes_for(count)
-            load_block(x, p0, count, xt)
+            load_block(x, p0, count, xt, scratch)
             for o in range(o0, o1):
                 if ptr[o + 1] - ptr[o] <= CHUNK:    # one chunk: the int16 sum is the whole sum
                     chunk_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, lanes)

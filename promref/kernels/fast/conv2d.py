@@ -22,8 +22,8 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ._common import (BLOCK, JIT, cached, channel_group, pixel_block, is_double, lanes_for, load_block, output_size,
-                      requant_arrays, requantize_channels, requantize_row, store_block, workers_for)
+from ._common import (BLOCK, JIT, cached, channel_group, is_double, lanes_for, load_block, output_size,
+                      pixel_block, requant_arrays, requantize_channels, requantize_row, store_block, workers_for)
 
 
 # ------------------------------------------------------------- 1x1, stride 1

@@ -20,9 +20,13 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
 * requantizes each output channel of the block (folded bias, scale, zero
   point, clamp) and transposes the block back to NHWC.
 
-The transposes move 8 x 8 byte tiles through 64-bit words
-(``_common.transpose8``); they were a third of the kernel's time when done
-byte by byte (docs/performance.md).
+The transposes move 8 x 8 byte tiles through 64-bit words, a row of tiles
+per vectorised loop (``_common.transpose_tiles``); done byte by byte they
+were a third of the kernel's time (docs/performance.md).
+
+With at most FEW_PIXELS pixels (batch 1, deep layers) the rows above are
+too short to vectorise, and the call goes to ``_ternary_masked``, which
+vectorises over output channels instead.
 
 Why the narrow integers are exact:
 
@@ -40,8 +44,8 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ._common import (BLOCK, JIT, cached, channel_group, pixel_block, is_double, lanes_for, load_block, requant_arrays,
-                      requantize_row, store_block, workers_for)
+from ._common import (BLOCK, JIT, cached, channel_group, is_double, lanes_for, load_block, pixel_block,
+                      requant_arrays, requantize_row, store_block, workers_for)
 from ._ternary_masked import masks, pointwise_ternary_masked
 
 #: rows summed in int16 before they are added to the int32 total: 255 * 128 < 2**15

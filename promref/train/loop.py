@@ -30,7 +30,7 @@ class TrainConfig:
     epochs_qat: int = 15
     batch_size: int = 128
     lr: float = 0.1
-    lr_qat: float = 0.01
+    lr_qat: float = 0.001             # 0.01 collapses MobileNetV2 QAT (frozen BN): docs/training.md
     momentum: float = 0.9
     weight_decay: float = 5e-4
     weight_decay_qat: float = 5e-5

@@ -3,6 +3,7 @@
     promref demo [--weights W] [--image I]       classify a photo (the README's main job)
     promref infer WEIGHTS IMAGE... [--topk K]    top-k predictions per image
     promref inspect WEIGHTS                      per-layer table: kind, shapes, format, bytes, ops
+    promref evaluate WEIGHTS [--data DIR]        CIFAR-10 test top-1, checked against the model card
     promref random-model OUT.npz [--config ...]  write an untrained, calibrated model
     promref energy ...                           energy and storage report (see docs/energy.md)
     promref train ...                            QAT training on CIFAR-10
@@ -80,6 +81,37 @@ def cmd_inspect(args):
     print("-" * len(header))
     print(f"{'total':<84s} {total['bytes']:>9,d} {total['macs']:>12,d} {total['mults']:>12,d} {total['adds']:>12,d}")
     return 0
+
+
+def cmd_evaluate(args):
+    from .data.cifar10 import load_cifar10
+    from .errors import ShapeError
+    from .evaluate import compare_with_card, evaluate_model
+    if args.limit < 0:
+        raise PromrefError(f"--limit must be 0 (all) or a positive image count, not {args.limit}")
+    model = load(args.weights)
+    if model.num_classes != 10:
+        raise ShapeError(f"{args.weights}: a CIFAR-10 model has 10 classes, this one has {model.num_classes}")
+    images, labels, source = load_cifar10("test", root=args.data, return_source=True)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    start = time.perf_counter()
+    accuracy, predictions = evaluate_model(model, images, labels, backend=args.backend)
+    seconds = time.perf_counter() - start
+    correct = int((predictions == labels).sum())
+    print(f"{model.name}\n  integer top-1 on {len(images):,} test images of {source.name}: {100 * accuracy:.2f}% "
+          f"({correct:,} correct; {args.backend}, {seconds:.1f} s)")
+    card_path = args.card or os.path.splitext(args.weights)[0] + ".json"
+    if args.card is None and not os.path.exists(card_path):
+        return 0
+    try:
+        with open(card_path) as f:
+            card = json.load(f)
+    except (OSError, ValueError) as e:
+        raise PromrefError(f"{card_path}: cannot read the model card: {e}") from None
+    same, message = compare_with_card(card, accuracy, len(images), source.name)
+    print(f"  {message}")
+    return 1 if same is False else 0
 
 
 def cmd_random_model(args):
@@ -161,6 +193,14 @@ def build_parser():
     p = sub.add_parser("inspect", help="per-layer table of a weights file")
     p.add_argument("weights")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("evaluate", help="CIFAR-10 test top-1 of a model, checked against its model card")
+    p.add_argument("weights")
+    p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test images (0: all)")
+    p.add_argument("--card", help="model card to compare with (default: WEIGHTS with .json, when it exists)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("random-model", help="write an untrained, calibrated random model")
     p.add_argument("out")

@@ -1,7 +1,7 @@
 """Accuracy of an integer model on a labelled image set (e.g. CIFAR-10's test set)."""
 import numpy as np
 
-from .errors import ShapeError
+from .errors import PromrefError, ShapeError
 from .preprocess import pixels_to_int8
 
 
@@ -22,3 +22,25 @@ def evaluate_model(model, images, labels, backend="numba", batch_size=500):
         # argmax takes the first maximum: ties go to the lower class index, as in predict()
         predictions[start:start + batch_size] = logits.argmax(axis=1)
     return float((predictions == np.asarray(labels)).mean()), predictions
+
+
+def compare_with_card(card, accuracy, test_images, dataset):
+    """Compare a measured CIFAR-10 top-1 with a model card's recorded figure.
+
+    ``card`` is the card's dict (``weights/mbv2_prom.json``); ``accuracy`` the
+    measured top-1 (float, as :func:`evaluate_model` returns it) on
+    ``test_images`` images of ``dataset`` (e.g. "CIFAR-10 (JPEG copy)").
+    Inference is deterministic, so the comparison is exact equality, not a
+    tolerance.  Returns ``(same: bool, message: str)``; ``same`` is None when the
+    card's figure is for another image count or data set, so nothing can be
+    compared.
+    """
+    if not isinstance(card, dict) or not isinstance(card.get("integer_top1"), (int, float)):
+        raise PromrefError("the model card has no numeric 'integer_top1' field")
+    recorded, recorded_n, recorded_dataset = card["integer_top1"], card.get("test_images"), card.get("dataset")
+    if recorded_n != test_images or recorded_dataset != dataset:
+        return None, (f"model card: {100 * recorded:.2f}% on {recorded_n} images of {recorded_dataset}; "
+                      f"not comparable with {test_images} images of {dataset}")
+    if accuracy == recorded:
+        return True, f"model card: integer_top1 {recorded!r}: reproduced exactly"
+    return False, f"model card: integer_top1 {recorded!r}, measured {accuracy!r}: DIFFERENT"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import promref
-from promref.evaluate import evaluate_model
+from promref.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "weights", "mbv2_prom.npz")
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists(WEIGHTS),
                                 reason="weights/mbv2_prom.npz is not trained and committed yet")
 
 
-def _cifar_test_set():
-    from promref.data.cifar10 import cifar10_available, load_cifar10
+def _cifar10_root():
+    from promref.data.cifar10 import cifar10_available
     for root in (os.environ.get("PROMREF_CIFAR10"), os.path.join(ROOT, "local", "cifar10")):
-        if root and cifar10_available(root):
-            return load_cifar10("test", root=root, return_source=True)
+        if root and cifar10_available(root, split="test"):
+            return root
     pytest.skip("CIFAR-10 not found ($PROMREF_CIFAR10 or local/cifar10; tests/test_data_cifar.py builds it)")
 
 
@@ -32,14 +32,14 @@ def test_shipped_weights_load_and_are_prom():
     assert model.num_classes == 10
 
 
-def test_shipped_weights_accuracy_matches_model_card():
+def test_shipped_weights_accuracy_matches_model_card(capsys):
+    """The documented command (docs/training.md): promref evaluate weights/mbv2_prom.npz."""
     with open(CARD) as f:
         card = json.load(f)
-    images, labels, source = _cifar_test_set()
-    assert card["dataset"] == source.name
-    accuracy, _ = evaluate_model(promref.load(WEIGHTS), images, labels)
-    assert accuracy == card["integer_top1"]
-    assert len(images) == card["test_images"] == 10_000
+    assert card["test_images"] == 10_000 and card["dataset"].startswith("CIFAR-10")
+    assert cli_main(["evaluate", WEIGHTS, "--data", _cifar10_root()]) == 0
+    out = capsys.readouterr().out
+    assert "on 10,000 test images" in out and "reproduced exactly" in out, out
 
 
 def test_shipped_weights_classify_the_demo_cat():

@@ -34,6 +34,7 @@ MODULES = (
     ("promref.format", "the .npz weights format: load (validated) and save"),
     ("promref.engine", "runs a model's layer list on a backend"),
     ("promref.preprocess", "image file -> int8 input tensor"),
+    ("promref.evaluate", "top-1 accuracy of an integer model and the model-card check"),
     ("promref.energy", "operation counts, energy and storage accounting"),
     ("promref.train", "quantization-aware training without autograd"),
     ("promref.conformance", "golden vectors and the conformance checker"),

@@ -26,8 +26,20 @@ DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, 
             train_subset=20_000, bn_recalibration_batches=50, weight_decay=5e-4)
 
 
+def _cpu_name():
+    """The CPU's model name (platform.processor() is empty on Linux, so read /proc/cpuinfo)."""
+    if platform.processor():
+        return platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return ""
+
+
 def _hardware():
-    return f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} logical CPUs, {platform.system()}".strip()
+    cpu = " ".join(filter(None, (platform.machine(), _cpu_name())))
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
 def build_parser():

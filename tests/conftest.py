@@ -1,5 +1,10 @@
-"""Shared fixtures: small valid models (random and hand-built) and a saved weights file."""
+"""Shared fixtures: small valid models (random and hand-built), a saved weights file, and
+the real CIFAR-10 data of this checkout."""
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +63,24 @@ def _build_tiny(channels=3, residual=True):
 def tiny():
     """Factory for the hand-built tiny model: ``tiny(channels=3, residual=True)``."""
     return _build_tiny
+
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_CIFAR10 = REPO / "local" / "cifar10"
+SHARED_CIFAR10_SCRIPT = REPO.parent / "shared" / "data" / "cifar10" / "make_cifar10.py"
+
+
+@pytest.fixture(scope="session")
+def cifar10_root():
+    """Real CIFAR-10 for the tests (str path): $PROMREF_CIFAR10 when set, else the git-ignored
+    local/cifar10, built once from ../shared/data/cifar10 (the JPEG copy, both layouts); skips
+    with the reason when neither is available."""
+    if os.environ.get("PROMREF_CIFAR10"):
+        return os.environ["PROMREF_CIFAR10"]
+    if not (LOCAL_CIFAR10 / ".complete").exists():
+        if not SHARED_CIFAR10_SCRIPT.exists():
+            pytest.skip(f"no CIFAR-10: set PROMREF_CIFAR10 or provide {SHARED_CIFAR10_SCRIPT} "
+                        f"(which writes {LOCAL_CIFAR10})")
+        subprocess.run([sys.executable, str(SHARED_CIFAR10_SCRIPT), str(LOCAL_CIFAR10)], check=True,
+                       timeout=900, stdout=subprocess.DEVNULL)
+    return str(LOCAL_CIFAR10)

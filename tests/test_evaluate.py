@@ -1,7 +1,6 @@
 """`promref evaluate` and the model-card comparison behind it (the shipped card is checked
 in tests/test_shipped_weights.py with the same command)."""
 import json
-import os
 
 import pytest
 
@@ -10,16 +9,7 @@ from promref.cli import main as cli_main
 from promref.evaluate import compare_with_card
 from promref.synthetic import random_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARD = dict(integer_top1=0.8713, test_images=10_000, dataset="CIFAR-10 (JPEG copy)")
-
-
-def cifar10_root():
-    from promref.data.cifar10 import cifar10_available
-    for root in (os.environ.get("PROMREF_CIFAR10"), os.path.join(ROOT, "local", "cifar10")):
-        if root and cifar10_available(root, split="test"):
-            return root
-    pytest.skip("CIFAR-10 not found ($PROMREF_CIFAR10 or local/cifar10; tests/test_data_cifar.py builds it)")
 
 
 def test_card_equal_figure_is_reproduced():
@@ -44,8 +34,8 @@ def test_card_without_figure_is_an_error(card):
         compare_with_card(card, 0.5, 10, "CIFAR-10")
 
 
-def test_cli_evaluates_and_compares_with_card(tmp_path, capsys):
-    root = cifar10_root()
+def test_cli_evaluates_and_compares_with_card(tmp_path, capsys, cifar10_root):
+    root = cifar10_root
     weights = tmp_path / "random.npz"
     save(random_model("cifar", 0.35, "prom", seed=3), weights)
     assert cli_main(["evaluate", str(weights), "--data", root, "--limit", "40"]) == 0  # no card beside it
@@ -68,7 +58,7 @@ def test_cli_evaluates_and_compares_with_card(tmp_path, capsys):
     assert "DIFFERENT" in capsys.readouterr().out
 
 
-def test_cli_rejects_non_cifar_model_and_bad_card(tmp_path, capsys):
+def test_cli_rejects_non_cifar_model_and_bad_card(tmp_path, capsys, cifar10_root):
     weights = tmp_path / "imagenet.npz"
     save(random_model("imagenet", 0.1, "prom", seed=0), weights)
     assert cli_main(["evaluate", str(weights), "--data", str(tmp_path)]) == 2
@@ -76,7 +66,7 @@ def test_cli_rejects_non_cifar_model_and_bad_card(tmp_path, capsys):
     assert cli_main(["evaluate", str(weights), "--limit", "-1"]) == 2
     assert "--limit" in capsys.readouterr().err
 
-    root = cifar10_root()
+    root = cifar10_root
     weights = tmp_path / "cifar.npz"
     save(random_model("cifar", 0.1, "prom", seed=0), weights)
     (tmp_path / "cifar.json").write_text("{not json")

@@ -17,14 +17,6 @@ pytestmark = pytest.mark.skipif(not os.path.exists(WEIGHTS),
                                 reason="weights/mbv2_prom.npz is not trained and committed yet")
 
 
-def _cifar10_root():
-    from promref.data.cifar10 import cifar10_available
-    for root in (os.environ.get("PROMREF_CIFAR10"), os.path.join(ROOT, "local", "cifar10")):
-        if root and cifar10_available(root, split="test"):
-            return root
-    pytest.skip("CIFAR-10 not found ($PROMREF_CIFAR10 or local/cifar10; tests/test_data_cifar.py builds it)")
-
-
 def test_shipped_weights_load_and_are_prom():
     model = promref.load(WEIGHTS)
     kinds = {layer.kind: layer.op for layer in model.layers}
@@ -32,12 +24,12 @@ def test_shipped_weights_load_and_are_prom():
     assert model.num_classes == 10
 
 
-def test_shipped_weights_accuracy_matches_model_card(capsys):
+def test_shipped_weights_accuracy_matches_model_card(capsys, cifar10_root):
     """The documented command (docs/training.md): promref evaluate weights/mbv2_prom.npz."""
     with open(CARD) as f:
         card = json.load(f)
     assert card["test_images"] == 10_000 and card["dataset"].startswith("CIFAR-10")
-    assert cli_main(["evaluate", WEIGHTS, "--data", _cifar10_root()]) == 0
+    assert cli_main(["evaluate", WEIGHTS, "--data", cifar10_root]) == 0
     out = capsys.readouterr().out
     assert "on 10,000 test images" in out and "reproduced exactly" in out, out
 

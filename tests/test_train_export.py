@@ -16,16 +16,13 @@ either the tests are skipped.
 """
 import copy
 import io
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
 from promref import format as fmt
+from promref.data.cifar10 import load_cifar10
 from promref.engine import get_backend
 from promref.evaluate import evaluate_model
 from promref.model import SCHEMES
@@ -34,8 +31,6 @@ from promref.train import TrainConfig, train
 from promref.train.loop import Progress, build_network, recalibrate_batch_norm
 from promref.train.units import ConvUnit, LinearUnit
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_SCRIPT = REPO.parent / "shared" / "data" / "cifar10" / "make_cifar10.py"
 BACKENDS = ["numpy", "numba"]
 INT8_BUG = ("ConvUnit.to_layer builds int8 1x1 conv2d layers with weights [Cout, Cin]; the engine's conv2d "
             "and validate() expect [Cout, 1, 1, Cin], so scheme 'int8' cannot be exported")
@@ -52,37 +47,11 @@ def one_numba_thread():
 # ------------------------------------------------------------------ data
 
 
-def _read_bin(path):
-    """Records of 1 label byte + 3072 planar RGB bytes -> (uint8 [N, 32, 32, 3], uint8 [N])."""
-    raw = np.fromfile(path, np.uint8).reshape(-1, 3073)
-    return np.ascontiguousarray(raw[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)), raw[:, 0].copy()
-
-
-def _cifar10_root():
-    if os.environ.get("PROMREF_CIFAR10"):
-        return Path(os.environ["PROMREF_CIFAR10"])
-    local = REPO / "local" / "cifar10"
-    if not (local / ".complete").exists():
-        if not SHARED_SCRIPT.exists():
-            pytest.skip(f"no CIFAR-10 test images: set PROMREF_CIFAR10 or provide {SHARED_SCRIPT} "
-                        f"(which writes {local})")
-        subprocess.run([sys.executable, str(SHARED_SCRIPT), str(local)], check=True, timeout=600,
-                       stdout=subprocess.DEVNULL)
-    return local
-
-
 @pytest.fixture(scope="module")
-def cifar_test():
-    """The CIFAR-10 test split (images uint8 [10000, 32, 32, 3], labels)."""
-    root = _cifar10_root()
-    try:
-        from promref.data.cifar10 import load_cifar10
-    except ImportError:  # the loader is optional here: read the binary layout directly
-        for base in (root, root / "cifar-10-batches-bin"):
-            if (base / "test_batch.bin").exists():
-                return _read_bin(base / "test_batch.bin")
-        pytest.skip(f"no test_batch.bin under {root}")
-    return load_cifar10("test", root=root)
+def cifar_test(cifar10_root):
+    """The CIFAR-10 test split (images uint8 [10000, 32, 32, 3], labels); the root comes from
+    conftest.py's ``cifar10_root``."""
+    return load_cifar10("test", root=cifar10_root)
 
 
 @pytest.fixture(scope="module")

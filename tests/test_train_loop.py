@@ -8,9 +8,6 @@ few epochs.
 import io
 import json
 import math
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -295,26 +292,8 @@ def test_crop_flip_shapes_seeding_and_flips():
 # -------------------------------------------------------------- demo CLI
 
 
-def cifar10_root():
-    """Real CIFAR-10 for the tests: $PROMREF_CIFAR10, else local/cifar10, produced from
-    the shared JPEG copy when that is present; None when neither is available."""
-    if os.environ.get("PROMREF_CIFAR10"):
-        return os.environ["PROMREF_CIFAR10"]
-    local = REPO / "local" / "cifar10"
-    if (local / ".complete").exists():
-        return str(local)
-    script = REPO.parent / "shared" / "data" / "cifar10" / "make_cifar10.py"
-    if not script.exists():
-        return None
-    subprocess.run([sys.executable, str(script), str(local)], check=True, timeout=600,
-                   stdout=subprocess.DEVNULL)
-    return str(local)
-
-
-def test_demo_cli_tiny_budget(tmp_path):
-    root = cifar10_root()
-    if root is None:
-        pytest.skip("no CIFAR-10: set PROMREF_CIFAR10, or provide ../shared/data/cifar10/make_cifar10.py")
+def test_demo_cli_tiny_budget(tmp_path, cifar10_root):
+    root = cifar10_root
     from promref.train.cli import main
     out = tmp_path / "demo.npz"
     argv = ["--demo", "--data", root, "--epochs-float", "1", "--epochs-qat", "1", "--train-subset", "256",

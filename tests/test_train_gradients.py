@@ -341,6 +341,22 @@ def test_softmax_cross_entropy(n, k, spread, seed):
     assert_grad_close(dlogits, numeric, rtol=1e-4, what="dlogits")
 
 
+@pytest.mark.parametrize("eps", [0.1, 0.3])
+def test_softmax_cross_entropy_label_smoothing(eps):
+    """Loss and gradient equal the smoothed-target cross-entropy, computed directly."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(6, 10)) * 3
+    labels = rng.integers(0, 10, size=6)
+    loss, dlogits, _ = softmax_cross_entropy(z.astype(np.float32), labels, eps)
+    target = np.full(z.shape, eps / 10)
+    target[np.arange(6), labels] += 1 - eps
+    logp = z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
+    assert loss == pytest.approx(-(target * logp).sum(1).mean(), rel=1e-5)
+    np.testing.assert_allclose(dlogits, (np.exp(logp) - target) / 6, atol=1e-6)
+    numeric = numeric_grad(lambda: softmax_cross_entropy(z, labels, eps)[0], z, 1e-6)
+    np.testing.assert_allclose(dlogits, numeric, atol=1e-5)
+
+
 def test_softmax_cross_entropy_confidently_wrong():
     logits = np.array([[0.0, 40.0], [0.0, 25.0]], np.float32)
     labels = np.array([0, 0])

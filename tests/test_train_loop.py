@@ -229,6 +229,21 @@ def test_sgd_matches_pytorch_update():
     np.testing.assert_array_equal(b, b2)
 
 
+def test_sgd_nesterov_matches_pytorch_update():
+    """PyTorch SGD with nesterov=True: buf = momentum * buf + d;  p -= lr * (d + momentum * buf)."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(5, 2)).astype(np.float32)
+    opt = SGD([("w", w, True)], momentum=0.9, weight_decay=5e-4, nesterov=True)
+    ref, buf = w.astype(np.float64), None
+    for step, lr in enumerate([0.1, 0.07, 0.01]):
+        g = rng.normal(size=w.shape).astype(np.float32)
+        opt.step({"w": g}, lr)
+        d = g + 5e-4 * ref
+        buf = d if buf is None else 0.9 * buf + d
+        ref = ref - lr * (d + 0.9 * buf)
+        np.testing.assert_allclose(w, ref, rtol=1e-6, atol=1e-6)
+
+
 def test_sgd_without_momentum_or_decay_is_plain_gradient_descent():
     p = np.array([1.0, -2.0], np.float32)
     opt = SGD([("p", p, True)], momentum=0.0, weight_decay=0.0)

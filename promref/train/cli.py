@@ -23,6 +23,7 @@ from ..format import save
 from .loop import TrainConfig, checkpoint_epochs, evaluate, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
+            nesterov=False, label_smoothing=0.0, warmup_epochs=1,
             train_subset=20_000, bn_recalibration_batches=50, weight_decay=5e-4)
 
 
@@ -48,11 +49,11 @@ def build_parser():
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
-                 "weight_decay", "weight_decay_qat", "warmup_epochs", "bn_recalibration_batches",
-                 "train_subset", "seed", "rounding", "backend"):
+                 "nesterov", "label_smoothing", "weight_decay", "weight_decay_qat", "warmup_epochs",
+                 "bn_recalibration_batches", "train_subset", "seed", "rounding", "backend"):
         value = getattr(defaults, name)
-        p.add_argument("--" + name.replace("_", "-"), type=type(value), default=None,
-                       help=f"(default {value})")
+        kind = dict(action=argparse.BooleanOptionalAction) if isinstance(value, bool) else dict(type=type(value))
+        p.add_argument("--" + name.replace("_", "-"), default=None, help=f"(default {value})", **kind)
     p.add_argument("--out", help="write the exported integer model here (.npz) and its model card (.json)")
     p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")

@@ -26,15 +26,17 @@ class TrainConfig:
     arch: str = "mobilenetv2"          # or "dsnet" (the small demo net)
     width: float = 1.0
     scheme: str = "prom"               # "prom" or "int8"
-    epochs_float: int = 35
+    epochs_float: int = 100            # the round-3 recipe: docs/training.md
     epochs_qat: int = 15
     batch_size: int = 128
     lr: float = 0.1
     lr_qat: float = 0.001             # 0.01 collapses MobileNetV2 QAT (frozen BN): docs/training.md
     momentum: float = 0.9
+    nesterov: bool = True
+    label_smoothing: float = 0.1
     weight_decay: float = 5e-4
     weight_decay_qat: float = 5e-5
-    warmup_epochs: int = 1
+    warmup_epochs: int = 2
     bn_recalibration_batches: int = 100
     train_subset: int = 0              # 0: all training images
     seed: int = 0
@@ -161,7 +163,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
                 if mode == "qat":
                     recalibrate_batch_norm(network, images, config, progress)
             wd = config.weight_decay if mode == "float" else config.weight_decay_qat
-            optimizer = SGD(network.parameters(), config.momentum, wd)
+            optimizer = SGD(network.parameters(), config.momentum, wd, config.nesterov)
             if velocity is not None:
                 optimizer.load_state_dict(velocity)
                 velocity = None
@@ -176,7 +178,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
             lr = cosine_lr(base_lr, phase_epoch * steps_per_epoch + step, phase_epochs * steps_per_epoch, warmup)
             network.zero_grad()
             logits = network.forward(batch, mode=mode, training=True, backend=config.backend)
-            loss, dlogits, ok = softmax_cross_entropy(logits, labels[idx])
+            loss, dlogits, ok = softmax_cross_entropy(logits, labels[idx], config.label_smoothing)
             network.backward(dlogits, mode=mode)
             optimizer.step(network.gradients(), lr)
             loss_sum += loss * len(idx)

@@ -37,15 +37,27 @@ def dsnet_layout(channels=(32, 64, 128), classes=10, size=32):
     return shapes
 
 
-def softmax_cross_entropy(logits, labels):
-    """Mean cross-entropy of float logits [N, K] -> (loss, dlogits [N, K], correct count)."""
+def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
+    """Mean cross-entropy of float logits [N, K] against int labels [N] -> (loss,
+    dlogits float32 [N, K], correct count).
+
+    With ``label_smoothing`` e the target is (1 - e) * one_hot + e / K (as in
+    PyTorch's ``CrossEntropyLoss(label_smoothing=e)``).
+    """
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
     total = p.sum(axis=1, keepdims=True)
     p /= total
     n = labels.shape[0]
-    loss = (np.log(total[:, 0]) - z[np.arange(n), labels]).mean()  # logsumexp(z) - z[label]
-    p[np.arange(n), labels] -= 1.0
+    log_total = np.log(total[:, 0])
+    loss = (log_total - z[np.arange(n), labels]).mean()  # logsumexp(z) - z[label]
+    if label_smoothing:
+        e, k = float(label_smoothing), logits.shape[1]
+        loss = (1.0 - e) * loss + e * (log_total - z.mean(axis=1)).mean()  # + e * mean_k(-log p_k)
+        p -= e / k
+        p[np.arange(n), labels] -= 1.0 - e
+    else:
+        p[np.arange(n), labels] -= 1.0
     correct = int((logits.argmax(axis=1) == labels).sum())
     return float(loss), (p / n).astype(np.float32), correct
 

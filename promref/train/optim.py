@@ -1,4 +1,4 @@
-"""SGD with momentum and decoupled-from-nothing (classic L2) weight decay, and a cosine schedule."""
+"""SGD with (optionally Nesterov) momentum and classic L2 weight decay, and a cosine schedule."""
 import math
 
 import numpy as np
@@ -13,15 +13,16 @@ def cosine_lr(base_lr, step, total_steps, warmup_steps=0, final_lr=0.0):
 
 
 class SGD:
-    """v = momentum * v + (g + wd * w);  w -= lr * v   (PyTorch's SGD, nesterov off).
+    """PyTorch's SGD (dampening 0): d = g + wd * w;  v = momentum * v + d;
+    w -= lr * v, or with ``nesterov`` w -= lr * (d + momentum * v).
 
     Weight decay applies to conv/linear weights only, not to batch-norm
     parameters or biases.
     """
 
-    def __init__(self, parameters, momentum=0.9, weight_decay=5e-4):
+    def __init__(self, parameters, momentum=0.9, weight_decay=5e-4, nesterov=False):
         self.parameters = parameters  # [(key, array, is_weight)]
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
         self.velocity = {key: np.zeros_like(p) for key, p, _ in parameters}
 
     def step(self, gradients, lr):
@@ -32,7 +33,10 @@ class SGD:
             v = self.velocity[key]
             v *= np.float32(self.momentum)
             v += g
-            p -= np.float32(lr) * v
+            if self.nesterov:  # look ahead along the updated velocity
+                p -= np.float32(lr) * (g + np.float32(self.momentum) * v)
+            else:
+                p -= np.float32(lr) * v
 
     def state_dict(self):
         return {f"velocity/{k}": v for k, v in self.velocity.items()}

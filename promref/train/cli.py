@@ -45,8 +45,8 @@ def _hardware():
 
 def build_parser():
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
-    p.add_argument("--demo", action="store_true", help=f"small depthwise-separable net on a {DEMO['train_subset']:,}-image subset "
-                                                         "of the training set")
+    p.add_argument("--demo", action="store_true",
+                   help=f"small depthwise-separable net on a {DEMO['train_subset']:,}-image subset of the training set")
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",

@@ -58,6 +58,20 @@ def check_array(where, array, dtype, shape, lo=None, hi=None):
         _fail(where, f"value {array.max()} above the maximum {hi}")
 
 
+def check_field_types(layer, where):
+    """Every layer field has its type, whether or not the op uses it (docs/format.md,
+    "layers[i]"): ``kernel``, ``stride``, ``weight_zero_point``, ``left_shift`` are
+    integers and ``padding`` is 4 integers.  Only the fields an op uses are range-checked."""
+    for name in ("kernel", "stride", "weight_zero_point", "left_shift"):
+        value = getattr(layer, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            _fail(f"{where}.{name}", f"must be an integer, got {value!r}")
+    padding = layer.padding
+    if (not isinstance(padding, (tuple, list)) or len(padding) != 4
+            or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) for p in padding)):
+        _fail(f"{where}.padding", f"needs 4 values (top, bottom, left, right), all integers, got {padding!r}")
+
+
 def weight_shape(layer):
     """Expected weight array shape of a weighted layer."""
     if layer.op == "conv2d":
@@ -189,6 +203,7 @@ def validate(model):
         if not (isinstance(layer.out_scale, float) and math.isfinite(layer.out_scale) and layer.out_scale > 0):
             _fail(f"{where}.out_scale", f"must be a finite positive float, got {layer.out_scale!r}")
         in_zp = zero_points[layer.inputs[0]]
+        check_field_types(layer, where)
 
         if layer.op in ("conv2d", "depthwise_conv2d", "pointwise_ternary"):
             if len(in_shape) != 3:

@@ -19,9 +19,9 @@ import struct
 import numpy as np
 import pytest
 
+from promref.arith import quantize_multiplier  # tflite::QuantizeMultiplier is promref's, exactly
 from promref.interop.tflite_import import (TfliteImportError, activation_range, add_parameters,
-                                           conv_multipliers, mean_parameters, quantize_multiplier,
-                                           same_padding)
+                                           conv_multipliers, mean_parameters, same_padding)
 
 DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 MODELS = ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")

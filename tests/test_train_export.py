@@ -7,8 +7,8 @@ a MobileNetV2 (CIFAR layout, width 0.35) whose batch-norm parameters,
 statistics and activation ranges were set from real images (random gamma/beta,
 float statistics, re-estimation with the quantized weights, QAT range
 observation).  Both rounding modes; both backends; after a save/load round
-trip too.  Scheme "int8" is expected to fail until ConvUnit.to_layer gives 1x1
-conv2d layers the engine's [Cout, 1, 1, Cin] weight layout.
+trip too.  Both schemes: "prom" (ternary 1x1 convs) and "int8" (1x1 conv2d
+layers with the engine's [Cout, 1, 1, Cin] weight layout).
 
 CIFAR-10 comes from $PROMREF_CIFAR10, else local/cifar10 (git-ignored), which
 is produced from ../shared/data/cifar10 (the JPEG copy) when missing; without
@@ -23,7 +23,6 @@ import pytest
 
 from promref import format as fmt
 from promref.data.cifar10 import load_cifar10
-from promref.engine import get_backend
 from promref.evaluate import evaluate_model
 from promref.model import SCHEMES
 from promref.preprocess import pixels_to_int8
@@ -32,10 +31,6 @@ from promref.train.loop import Progress, build_network, recalibrate_batch_norm
 from promref.train.units import ConvUnit, LinearUnit
 
 BACKENDS = ["numpy", "numba"]
-INT8_BUG = ("ConvUnit.to_layer builds int8 1x1 conv2d layers with weights [Cout, Cin]; the engine's conv2d "
-            "and validate() expect [Cout, 1, 1, Cin], so scheme 'int8' cannot be exported")
-
-
 @pytest.fixture(autouse=True)
 def one_numba_thread():
     old = numba.get_num_threads()
@@ -70,19 +65,14 @@ def quiet():
     return Progress(stream=io.StringIO())
 
 
-def available_backend():
-    """'numba' unless the fast kernels are missing or broken (then the reference)."""
-    try:
-        get_backend("numba")
-        return "numba"
-    except Exception:  # pragma: no cover - the fast backend is being finished in parallel
-        return "numpy"
+#: the trainer's backend in these tests (numba is a core dependency: no fallback that could hide a failure)
+BACKEND = "numba"
 
 
 def trained_dsnet(cifar_test, scheme):
     x, y = cifar_test
     config = TrainConfig(arch="dsnet", dsnet_channels=(8, 16), scheme=scheme, epochs_float=1, epochs_qat=1,
-                         batch_size=32, bn_recalibration_batches=2, backend=available_backend())
+                         batch_size=32, bn_recalibration_batches=2, backend=BACKEND)
     network, history = train(config, (x[:128], y[:128]), (x[128:160], y[128:160]), progress=quiet())
     assert [h["phase"] for h in history] == ["float", "qat"]
     return network
@@ -95,7 +85,7 @@ def calibrated_mobilenet(cifar_test, scheme, width=0.35):
     activation ranges -- all without a backward pass."""
     x, _ = cifar_test
     config = TrainConfig(arch="mobilenetv2", width=width, scheme=scheme, batch_size=32, bn_recalibration_batches=2,
-                         backend=available_backend())
+                         backend=BACKEND)
     network = build_network(config)
     rng = np.random.default_rng(0)
     for unit in network.units:
@@ -236,7 +226,7 @@ def test_export_depends_only_on_the_network_state(dsnet_prom, images, tmp_path):
     """Exporting runs a forward on a blank image: the result must not depend on that
     or on any earlier eval forward (same bytes before and after)."""
     network = copy.deepcopy(dsnet_prom)
-    backend = available_backend()
+    backend = BACKEND
     fmt.save(network.export("m", backend=backend), tmp_path / "a.npz")
     network.forward(images, mode="qat", training=False, backend=backend)
     network.forward(images, mode="float", training=False)
@@ -249,8 +239,6 @@ def test_export_depends_only_on_the_network_state(dsnet_prom, images, tmp_path):
 
 def test_backends_agree_on_exported_model(mbv2_prom, images):
     """The fast kernels and the reference give the same trace for the exported model."""
-    if available_backend() != "numba":
-        pytest.skip("the numba backend is not available")
     model = copy.deepcopy(mbv2_prom).export("m", backend="numpy")
     q = pixels_to_int8(images[:8])
     _, ref = model.forward(q, backend="numpy", trace=True)

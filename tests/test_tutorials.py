@@ -136,7 +136,7 @@ def test_api_docs_are_up_to_date():
 
 def test_docs_index_links_everything():
     index = (REPO / "docs" / "index.md").read_text(encoding="utf-8")
-    for page in ("spec.md", "format.md", "energy.md", "conformance.md", "performance.md", "api.md",
+    for page in ("spec.md", "format.md", "energy.md", "conformance.md", "performance.md", "architecture.md", "api.md",
                  "../tutorials/README.md"):
         assert f"]({page})" in index, page
     for path in NOTEBOOKS:

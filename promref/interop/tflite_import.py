@@ -62,8 +62,8 @@ from ..errors import PromrefError
 from ..model import InputSpec, Layer, Model
 from ..validate import validate
 
-__all__ = ["import_tflite", "TfliteImportError", "quantize_multiplier", "same_padding", "conv_multipliers",
-           "add_parameters", "activation_range", "mean_parameters", "read_labels"]
+__all__ = ["import_tflite", "TfliteImportError", "same_padding", "conv_multipliers", "add_parameters",
+           "activation_range", "mean_parameters", "read_labels"]
 
 
 class TfliteImportError(PromrefError):
@@ -71,15 +71,6 @@ class TfliteImportError(PromrefError):
 
 
 # ------------------------------------------------ TFLite Prepare-time math
-
-
-def quantize_multiplier(real):
-    """``tflite::QuantizeMultiplier`` (double rounding build): -> (multiplier, shift).
-
-    Same as :func:`promref.arith.quantize_multiplier`: ``frexp``, the fraction
-    rounded half away from zero to 31 bits; shifts below -31 give (0, 0).
-    """
-    return arith.quantize_multiplier(real)
 
 
 def same_padding(in_size, kernel, stride, dilation=1):
@@ -136,7 +127,7 @@ def add_parameters(scale1, scale2, output_scale, left_shift=20):
     for real in reals:
         if not 0.0 < real < 1.0:
             raise TfliteImportError(f"ADD rescale {real!r} is outside (0, 1)")
-        m, s = quantize_multiplier(real)
+        m, s = arith.quantize_multiplier(real)
         if s > 0:  # pragma: no cover - impossible for real < 1
             raise TfliteImportError(f"ADD rescale {real!r} gives a positive shift")
         multipliers.append(m)
@@ -178,7 +169,7 @@ def mean_parameters(input_scale, output_scale, count):
         M = (M0 << k) // count;  s = s0 - k
         y = clamp(zp_out + MultiplyByQuantizedMultiplier(sum(x) - count * zp_in, M, s))
     """
-    m0, s0 = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+    m0, s0 = arith.quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
     k = min(int(count).bit_length() - 1, 32, 31 + s0)
     return int((m0 << k) // count), s0 - k
 

@@ -1,6 +1,6 @@
 """``promref train``: the demo, and the run that produces weights/mbv2_prom.npz.
 
-    promref train --demo                      small DS net, CIFAR-10 subset, < 10 min on 2 cores
+    promref train --demo                      small DS net, 20,000 CIFAR-10 training images, < 10 min on 2 cores
     promref train --width 1.0 --out weights/mbv2_prom.npz --checkpoint-dir DIR [--resume]
 
 Data: CIFAR-10 from --data, $PROMREF_CIFAR10 or ~/.cache/promref/cifar10 (see
@@ -45,7 +45,8 @@ def _hardware():
 
 def build_parser():
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
-    p.add_argument("--demo", action="store_true", help="small depthwise-separable net on a 10k-image subset")
+    p.add_argument("--demo", action="store_true",
+                   help=f"small depthwise-separable net on a {DEMO['train_subset']:,}-image subset of the training set")
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",

@@ -21,14 +21,15 @@ import numpy as np
 
 from .. import __version__
 from ..format import load, save
+from ..registry import DEFAULT_MODEL, available, model_path
 from ..synthetic import random_model
 from . import rounding as rules
 from .cases import op_cases
 from .reference import ACCUMULATE, forward_with_rule, make_layer, reference_implementation, RuleImplementation
 from .suite import MANIFEST, SUITE_FORMAT, SUITE_VERSION, check_manifest, sha256_file, write_npy
 
-SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "weights", "mbv2_prom.npz")
+#: the shipped model's weights file, None where this installation lacks it (promref/registry.py)
+SHIPPED_WEIGHTS = model_path(DEFAULT_MODEL) if DEFAULT_MODEL in available() else None
 
 #: the default random models: (config, width, scheme, rounding); small and fast
 DEFAULT_RANDOM_MODELS = (
@@ -199,7 +200,7 @@ def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_R
     """Write the conformance suite into ``outdir``; returns the manifest (a dict).
 
     weights: extra promref weights files to add as full-model cases;
-    include_shipped: also add ``weights/mbv2_prom.npz`` when it exists;
+    include_shipped: also add the shipped ``mbv2_prom`` (weights/mbv2_prom.npz) when it exists;
     random_models: (config, width, scheme, rounding) tuples of random models;
     model_images / shipped_images: input images per random / weights-file model.
     ``outdir`` must be empty or absent unless ``overwrite``.
@@ -237,7 +238,7 @@ def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_R
                 f"(untrained), {model_images} images, every layer's output", model_images, model_rules))
             say(f"model case {name}")
         files = list(weights or [])
-        if include_shipped and os.path.exists(SHIPPED_WEIGHTS) and SHIPPED_WEIGHTS not in files:
+        if include_shipped and SHIPPED_WEIGHTS and SHIPPED_WEIGHTS not in files:
             files.insert(0, SHIPPED_WEIGHTS)
         for path in files:
             stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]

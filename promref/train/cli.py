@@ -43,6 +43,48 @@ def _hardware():
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
+def _portable_path(text, home, cwd):
+    """An absolute path as a user would type it on any machine: ~/... under the home folder,
+    relative under the working folder; anything else unchanged."""
+    if not os.path.isabs(text):
+        return text
+    path = os.path.normpath(text)
+    for root, shown in ((cwd, None), (home, "~")):
+        if root and (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
+            rel = os.path.relpath(path, root)
+            return rel if shown is None else shown if rel == "." else f"{shown}/{rel}"
+    return text
+
+
+def user_command(argv, home=None, cwd=None):
+    """The command line of this run for the model card, without this machine's paths.
+
+    argv: the arguments after ``promref train``; ``--opt=/abs/path`` and ``--opt /abs/path``
+    forms are both rewritten (:func:`_portable_path`).  home, cwd: default to this
+    process's (for tests).
+    """
+    home = os.path.normpath(home or os.path.expanduser("~"))
+    cwd = os.path.normpath(cwd or os.getcwd())
+    words = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("--"):
+            words.append(f"{flag}={_portable_path(value, home, cwd)}")
+        else:
+            words.append(_portable_path(arg, home, cwd))
+    return "promref train " + " ".join(_quote(w) for w in words)
+
+
+def _quote(word):
+    """shlex.quote, leaving a leading ``~/`` (also after ``--opt=``) unquoted so a shell expands it."""
+    if word == "~":
+        return word
+    head, sep, rest = word.partition("~/")
+    if sep and (head == "" or (head.startswith("--") and head.endswith("="))):
+        return f"{shlex.quote(head) if head else ''}~/{shlex.quote(rest) if rest else ''}"
+    return shlex.quote(word)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
     p.add_argument("--demo", action="store_true", help="small depthwise-separable net on a 10k-image subset")
@@ -89,7 +131,7 @@ def main(argv=None):
     print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")
     if args.out:
-        card = dict(model=model.name, command="promref train " + " ".join(shlex.quote(a) for a in argv),
+        card = dict(model=model.name, command=user_command(argv),
                     config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
                     float_top1=float_acc, integer_top1=int_acc,
                     # a long run resumes across processes: the epochs' own training time is the total,

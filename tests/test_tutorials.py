@@ -5,7 +5,7 @@
   budget, without an error, and draws at least one figure.  Then the answer key
   below is run in the same kernel: each exercise's ``check`` accepts the right
   answer and rejects a wrong one, so the hidden answers really are checkable.
-* Every committed notebook is exactly what ``tutorials/make_notebooks.py``
+* Every committed notebook is exactly what ``tutorials/make_notebooks.py`` (jupytext)
   generates from its source in tutorials/src/ (no drift), and carries no
   outputs: notebooks are committed stripped, by design (tutorials/README.md).
 * docs/api.md is what ``tools/make_api_docs.py`` generates from the docstrings.
@@ -106,6 +106,7 @@ def test_tutorial_sources_exist():
 
 def test_every_notebook_is_generated_from_its_source():
     pytest.importorskip("nbformat", reason="needs nbformat (pip install -e '.[tutorials]')")
+    pytest.importorskip("jupytext", reason="needs jupytext (pip install -e '.[tutorials]')")
     make = _load_tool(TUTORIALS / "make_notebooks.py", "make_notebooks")
     assert sorted(p.stem for p in NOTEBOOKS) == [p.stem for p in SOURCES], \
         "tutorials/*.ipynb and tutorials/src/*.py must match one to one: run python tutorials/make_notebooks.py"

@@ -81,7 +81,7 @@ def test_sdist_carries_what_its_tests_need(dists):
     _, sdist = dists
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for needed in ["pyproject.toml", "setup.py", "README.md", "tests/conftest.py",
+    for needed in ["pyproject.toml", "setup.py", "README.md", "mkdocs.yml", "tools/mkdocs_hooks.py", "tests/conftest.py",
                    "tutorials/src/01_why_prom.py", "docs/index.md"] + [f"weights/{n}" for n in SHIPPED]:
         assert needed in names, needed
 

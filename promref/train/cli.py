@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluate import evaluate_model
 from ..format import save
-from .loop import TrainConfig, checkpoint_epochs, evaluate, train
+from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             nesterov=False, label_smoothing=0.0, warmup_epochs=1,
@@ -100,6 +100,7 @@ def build_parser():
     p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
     return p
 
 
@@ -120,13 +121,14 @@ def main(argv=None):
           f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
     resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
     start = time.time()
-    network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume)
+    network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
+                             progress=Progress(quiet=args.quiet))
     wall = time.time() - start
     float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
     model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
                            else f"PROM demo depthwise-separable net ({config.scheme})")
-    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend)
+    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
     qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
     print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")

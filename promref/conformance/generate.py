@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from ..format import load, save
+from ..progress import bar
 from ..registry import DEFAULT_MODEL, available, model_path
 from ..synthetic import random_model
 from . import rounding as rules
@@ -196,14 +197,15 @@ def _unique(name, taken):
 
 
 def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_RANDOM_MODELS,
-             model_images=2, shipped_images=1, overwrite=False, log=None):
+             model_images=2, shipped_images=1, overwrite=False, log=None, quiet=True):
     """Write the conformance suite into ``outdir``; returns the manifest (a dict).
 
     weights: extra promref weights files to add as full-model cases;
     include_shipped: also add the shipped ``mbv2_prom`` (weights/mbv2_prom.npz) when it exists;
     random_models: (config, width, scheme, rounding) tuples of random models;
     model_images / shipped_images: input images per random / weights-file model.
-    ``outdir`` must be empty or absent unless ``overwrite``.
+    ``outdir`` must be empty or absent unless ``overwrite``; quiet=False: a progress bar on
+    a terminal (over the op cases, then the model cases).
     """
     outdir = os.fspath(outdir)
     if os.path.isdir(outdir) and os.listdir(outdir):
@@ -218,7 +220,8 @@ def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_R
     os.makedirs(outdir, exist_ok=True)
     say = log or (lambda message: None)
     cases = []
-    for spec in op_cases():
+    specs = list(op_cases())
+    for spec in bar(None, "conformance op cases", unit="case", quiet=quiet, iterable=specs):
         cases.append(_write_op_case(outdir, spec))
     say(f"{len(cases)} op cases")
 

@@ -22,6 +22,7 @@ from promref import load  # noqa: E402
 from promref.data.cifar10 import load_cifar10  # noqa: E402
 from promref.interop.onnx_export import build_onnx, compare, ort_session  # noqa: E402
 from promref.preprocess import pixels_to_int8  # noqa: E402
+from promref.progress import bar  # noqa: E402
 
 BATCH = 250
 
@@ -32,6 +33,7 @@ def main():
     p.add_argument("--data", help="CIFAR-10 root")
     p.add_argument("--images", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args()
     model = load(args.weights)
     images, _ = load_cifar10("test", root=args.data)
@@ -39,11 +41,14 @@ def main():
     start = time.time()
     session = ort_session(build_onnx(model, every_layer=True), threads=args.threads)
     mismatches = values = agree = 0
+    progress = bar(len(x), "ONNX agreement", quiet=args.quiet)
     for at in range(0, len(x), BATCH):
         result = compare(model, session, x[at:at + BATCH], backend="numba")
+        progress.update(len(x[at:at + BATCH]))
         mismatches += result.mismatches
         agree += result.top1_agree
         values += sum(d.elements for d in result.tensors)
+    progress.close()
     print(f"{args.weights}: {len(x):,} CIFAR-10 test images, every layer and the logits: "
           f"{mismatches} mismatches in {values:,} values, top-1 agrees on {agree:,} of {len(x):,} "
           f"({time.time() - start:.0f} s)")

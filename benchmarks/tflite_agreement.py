@@ -30,6 +30,7 @@ from promref.interop import import_tflite  # noqa: E402
 from promref.interop.litert_compare import (compare, default_backend, litert_interpreter,  # noqa: E402
                                             load_sample_images)
 from promref.interop.tflite_import import conv_multipliers  # noqa: E402
+from promref.progress import bar  # noqa: E402
 
 MODELS = ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")
 
@@ -98,12 +99,13 @@ def main(argv=None):
     parser.add_argument("--backend", default=None, help="promref backend (default: numba if available)")
     parser.add_argument("--sensitivity", type=int, default=0, metavar="N",
                         help="also test wrong arithmetic variants on the first N images")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     backend = args.backend or default_backend()
     names, images = load_sample_images(os.path.join(args.data, "imagenet-samples"), limit=args.images)
     labels = os.path.join(args.data, "models", "imagenet_labels.txt")
     failures = 0
-    for filename in MODELS:
+    for filename in bar(None, "TFLite agreement", unit="model", quiet=args.quiet, iterable=MODELS):
         path = os.path.join(args.data, "models", filename)
         start = time.perf_counter()
         model = import_tflite(path, labels=labels)

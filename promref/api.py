@@ -1,5 +1,4 @@
 """The high-level API: image in, ranked predictions out."""
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -8,6 +7,7 @@ from .errors import PromrefError
 from .format import load
 from .model import Model
 from .preprocess import preprocess
+from .registry import resolve
 
 
 class Prediction(NamedTuple):
@@ -42,10 +42,11 @@ def predict(model, logits, topk=5):
 def infer(weights, image, topk=5, backend="numba"):
     """Classify one image -> list of ``topk`` :class:`Prediction`, best first.
 
-    weights: a path to a promref .npz or a loaded :class:`Model`;
+    weights: a registered model name (``"mbv2_prom"``: :mod:`promref.registry`), a path
+    to a promref .npz, or a loaded :class:`Model`;
     image: a path, a PIL image, or an [H, W, 3] uint8 array.
     """
-    model = weights if isinstance(weights, Model) else load(os.fspath(weights))
+    model = weights if isinstance(weights, Model) else load(resolve(weights))
     spec = model.input
     x = preprocess(image, height=spec.height, width=spec.width, resize=spec.resize, resample=spec.resample)
     logits = model.forward(x[None], backend=backend)

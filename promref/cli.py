@@ -1,9 +1,11 @@
 """The ``promref`` command line (also ``python -m promref``).
 
     promref demo [--weights W] [--image I]       classify a photo (the README's main job)
-    promref infer WEIGHTS IMAGE... [--topk K]    top-k predictions per image
+    promref infer WEIGHTS IMAGE... [--topk K]    top-k predictions per image (WEIGHTS: a file or
+                                                 a registered name such as mbv2_prom)
     promref inspect WEIGHTS                      per-layer table: kind, shapes, format, bytes, ops
-    promref evaluate WEIGHTS [--data DIR]        CIFAR-10 test top-1, checked against the model card
+    promref evaluate WEIGHTS [OTHER] [--data DIR]  CIFAR-10 test top-1 with its 95 % interval, checked
+                                                 against the model card; OTHER: McNemar's paired test
     promref random-model OUT.npz [--config ...]  write an untrained, calibrated model
     promref energy ...                           energy and storage report (see docs/energy.md)
     promref train ...                            QAT training on CIFAR-10
@@ -22,9 +24,7 @@ from .api import infer, predict
 from .errors import PromrefError
 from .format import load, save
 from .model import tensor_shapes
-
-SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "weights", "mbv2_prom.npz")
+from .registry import DEFAULT_MODEL, card_path, model_path, resolve
 
 
 def _print_predictions(title, predictions):
@@ -34,7 +34,7 @@ def _print_predictions(title, predictions):
 
 
 def cmd_infer(args):
-    model = load(args.weights)
+    model = load(resolve(args.weights))
     results = {}
     for image in args.images:
         preds = infer(model, image, topk=args.topk, backend=args.backend)
@@ -55,6 +55,7 @@ def _layer_bytes(layer):
 
 def cmd_inspect(args):
     from .energy import layer_op_rows
+    args.weights = resolve(args.weights)
     model = load(args.weights)
     shapes = tensor_shapes(model)
     ops = {row["name"]: row for row in layer_op_rows(model)}
@@ -83,34 +84,56 @@ def cmd_inspect(args):
     return 0
 
 
-def cmd_evaluate(args):
-    from .data.cifar10 import load_cifar10
+def _cifar10_model(weights):
     from .errors import ShapeError
-    from .evaluate import compare_with_card, evaluate_model
-    if args.limit < 0:
-        raise PromrefError(f"--limit must be 0 (all) or a positive image count, not {args.limit}")
-    model = load(args.weights)
+    model = load(weights)
     if model.num_classes != 10:
-        raise ShapeError(f"{args.weights}: a CIFAR-10 model has 10 classes, this one has {model.num_classes}")
-    images, labels, source = load_cifar10("test", root=args.data, return_source=True)
-    if args.limit:
-        images, labels = images[:args.limit], labels[:args.limit]
+        raise ShapeError(f"{weights}: a CIFAR-10 model has 10 classes, this one has {model.num_classes}")
+    return model
+
+
+def _evaluate_one(model, images, labels, source, args):
+    """Evaluate one model: prints its top-1 with a 95 % interval -> (accuracy, predictions)."""
+    from .evaluate import evaluate_model
+    from .stats import accuracy_interval, format_interval
     start = time.perf_counter()
-    accuracy, predictions = evaluate_model(model, images, labels, backend=args.backend)
+    accuracy, predictions = evaluate_model(model, images, labels, backend=args.backend, quiet=args.quiet)
     seconds = time.perf_counter() - start
     correct = int((predictions == labels).sum())
     print(f"{model.name}\n  integer top-1 on {len(images):,} test images of {source.name}: {100 * accuracy:.2f}% "
-          f"({correct:,} correct; {args.backend}, {seconds:.1f} s)")
-    card_path = args.card or os.path.splitext(args.weights)[0] + ".json"
-    if args.card is None and not os.path.exists(card_path):
+          f"({correct:,} correct; {args.backend}, {seconds:.1f} s)\n"
+          f"  {format_interval(accuracy_interval(correct, len(images)))}")
+    return accuracy, predictions
+
+
+def cmd_evaluate(args):
+    from .data.cifar10 import load_cifar10
+    from .evaluate import compare_with_card
+    from .stats import mcnemar
+    if args.limit < 0:
+        raise PromrefError(f"--limit must be 0 (all) or a positive image count, not {args.limit}")
+    args.weights = resolve(args.weights)
+    models = [_cifar10_model(args.weights)] + ([_cifar10_model(resolve(args.other))] if args.other else [])
+    images, labels, source = load_cifar10("test", root=args.data, return_source=True)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    accuracy, predictions = _evaluate_one(models[0], images, labels, source, args)
+    if args.other:
+        _, other = _evaluate_one(models[1], images, labels, source, args)
+        test = mcnemar(predictions, other, labels)
+        print(f"paired on the same {len(images):,} images: only the first right on {test.only_a:,}, only the "
+              f"second on {test.only_b:,} (both {test.both:,}, neither {test.neither:,}); exact McNemar "
+              f"test (binomial, two-sided) p = {test.p_value:.4g}")
+    card_file = args.card or card_path(args.weights)
+    if args.card is None and not os.path.exists(card_file):
         return 0
     try:
-        with open(card_path) as f:
+        with open(card_file) as f:
             card = json.load(f)
     except (OSError, ValueError) as e:
-        raise PromrefError(f"{card_path}: cannot read the model card: {e}") from None
+        raise PromrefError(f"{card_file}: cannot read the model card: {e}") from None
     same, message = compare_with_card(card, accuracy, len(images), source.name)
-    print(f"  {message}")
+    print(f"  model card (first weights): {message[len('model card: '):]}" if args.other else f"  {message}")
     return 1 if same is False else 0
 
 
@@ -134,15 +157,19 @@ def _demo_image(path):
 
 
 def cmd_demo(args):
-    weights = args.weights or SHIPPED_WEIGHTS
-    if os.path.exists(weights):
+    try:
+        weights = resolve(args.weights) if args.weights else model_path(DEFAULT_MODEL)
+    except PromrefError as e:  # only the default can be missing: a packaging fault, said loudly
+        weights = None
+        print(f"WARNING: {e}", file=sys.stderr)
+    if weights is not None:
         model = load(weights)
         print(f"weights: {weights} ({os.path.getsize(weights):,} bytes) - {model.name}")
     else:
         from .synthetic import random_model
         model = random_model("cifar", 1.0, "prom", seed=0)
-        print(f"weights: {weights} not found; using an UNTRAINED random PROM MobileNetV2 (CIFAR config, width 1.0).\n"
-              "Its predictions are meaningless: this only shows the integer engine running end to end.")
+        print(f"weights: {DEFAULT_MODEL} not found; using an UNTRAINED random PROM MobileNetV2 (CIFAR config, "
+              "width 1.0).\nIts predictions are meaningless: this only shows the integer engine running end to end.")
     image, name = _demo_image(args.image)
     spec = model.input
     from .preprocess import preprocess
@@ -177,13 +204,13 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="classify a photo with the shipped weights (the README's main job)")
-    p.add_argument("--weights", help=f"weights file (default: {SHIPPED_WEIGHTS})")
+    p.add_argument("--weights", help=f"weights file or registered model name (default: {DEFAULT_MODEL})")
     p.add_argument("--image", help="image file (default: scikit-image's chelsea cat photo)")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("infer", help="classify images")
-    p.add_argument("weights")
+    p.add_argument("weights", help="a weights file or a registered model name (mbv2_prom)")
     p.add_argument("images", nargs="+")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
@@ -194,8 +221,11 @@ def build_parser():
     p.add_argument("weights")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("evaluate", help="CIFAR-10 test top-1 of a model, checked against its model card")
-    p.add_argument("weights")
+    p = sub.add_parser("evaluate", help="CIFAR-10 test top-1 of a model with its 95%% interval, checked against "
+                                        "its model card; with two models, McNemar's paired test")
+    p.add_argument("weights", help="a weights file or a registered model name (mbv2_prom)")
+    p.add_argument("other", nargs="?", help="a second weights file: both on the same images, McNemar's exact test")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
     p.add_argument("--limit", type=int, default=0, help="only the first N test images (0: all)")

@@ -1,10 +1,11 @@
-"""Build the tutorial notebooks from their sources in tutorials/src/*.py.
+"""Build the tutorial notebooks from their sources in tutorials/src/*.py with jupytext.
 
-Each source file holds cells separated by lines ``# %% [markdown]`` or
-``# %%`` (the "percent" format that VS Code, PyCharm, Spyder and jupytext
-understand); in a markdown cell every line starts with ``# ``.  The notebooks
-are generated, never edited by hand, and committed **without outputs**; CI
-executes them (tests/test_tutorials.py) and checks that every committed
+The sources are jupytext's "percent" format (cells separated by ``# %%`` and
+``# %% [markdown]`` lines, which VS Code, PyCharm and Spyder understand too); jupytext
+parses them.  This script only fixes what makes the output reproducible: numbered cell
+ids (``c00``, ``c01``, ...) instead of random ones, the ``python3`` kernelspec, and no
+jupytext pairing metadata.  The notebooks are generated, never edited by hand, and
+committed **without outputs**; tests/test_tutorials.py checks that every committed
 notebook is exactly what this script writes from its source.
 
     python tutorials/make_notebooks.py            # (re)write tutorials/NN_name.ipynb
@@ -14,34 +15,11 @@ import glob
 import os
 import sys
 
+import jupytext
 import nbformat
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
-
-
-def cells_from_percent_script(text):
-    """Split percent-format ``text`` into nbformat cells (markdown and code)."""
-    cells, kind, lines = [], None, []
-
-    def flush():
-        if kind is None:
-            return
-        body = "\n".join(lines).strip("\n")
-        if kind == "markdown":
-            body = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.splitlines())
-            cells.append(nbformat.v4.new_markdown_cell(body))
-        elif body:
-            cells.append(nbformat.v4.new_code_cell(body))
-
-    for line in text.splitlines():
-        if line.startswith("# %%"):
-            flush()
-            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
-        else:
-            lines.append(line)
-    flush()
-    return cells
 
 
 def sources():
@@ -55,18 +33,13 @@ def notebook_path(src):
 
 
 def build(src):
-    """The notebook text (JSON, no outputs) generated from the source file ``src``.
-
-    Cell ids are numbered (``c00``, ``c01``, ...) rather than random, so the
-    same source always gives the same bytes.
-    """
-    with open(src, encoding="utf-8") as f:
-        cells = cells_from_percent_script(f.read())
-    for i, cell in enumerate(cells):
+    """The notebook text (JSON, no outputs) that jupytext makes of the source file ``src``."""
+    nb = jupytext.read(src, fmt="py:percent")
+    for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{i:02d}"
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["language_info"] = {"name": "python"}
+        cell["metadata"] = {}
+    nb.metadata = nbformat.from_dict({"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
+    nb.nbformat, nb.nbformat_minor = 4, 5
     nbformat.validate(nb)
     return nbformat.writes(nb) + "\n"
 

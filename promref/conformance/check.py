@@ -29,6 +29,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..progress import bar
 from .suite import DTYPES, OPS, SuiteError, load_case_arrays, load_manifest, read_array
 
 PROTOCOL = "promref-conformance-request"
@@ -321,13 +322,13 @@ def select_cases(manifest, ops=None, cases=None):
     return chosen
 
 
-def check(suite_dir, implementation, ops=None, cases=None, supported_ops=None, log=None):
+def check(suite_dir, implementation, ops=None, cases=None, supported_ops=None, log=None, quiet=True):
     """Run ``implementation`` on the suite in ``suite_dir``; returns a :class:`Report`.
 
     ops: only cases of these ops; cases: only ids matching these glob patterns;
     supported_ops: ops the implementation supports (others are skipped), on
     top of what the implementation itself declares; log: called with each
-    result line as it completes.
+    result line as it completes; quiet=False: a progress bar on a terminal.
     """
     suite_dir = os.path.abspath(os.fspath(suite_dir))
     manifest = load_manifest(suite_dir)
@@ -338,7 +339,9 @@ def check(suite_dir, implementation, ops=None, cases=None, supported_ops=None, l
         if group is not None:
             allowed = set(group) if allowed is None else allowed & set(group)
     report = Report(suite_dir, repr(impl))
-    for case in select_cases(manifest, ops, cases):
+    chosen = select_cases(manifest, ops, cases)
+    progress = bar(len(chosen), "conformance check", unit="case", quiet=quiet)
+    for case in chosen:
         if allowed is not None and case["op"] not in allowed:
             result = CaseResult(case["id"], case["op"], "skip", f"op {case['op']!r} not supported")
         else:
@@ -353,6 +356,8 @@ def check(suite_dir, implementation, ops=None, cases=None, supported_ops=None, l
             except Exception as e:  # a Python implementation's own bug
                 result = CaseResult(case["id"], case["op"], "error", f"{type(e).__name__}: {e}")
         report.results.append(result)
+        progress.update(1)
         if log:
             log(result.line())
+    progress.close()
     return report

@@ -34,7 +34,7 @@ def cmd_generate(args):
     manifest = generate(args.outdir, weights=args.weights, include_shipped=not args.no_shipped,
                         random_models=() if args.no_random_models else DEFAULT_RANDOM_MODELS,
                         model_images=args.model_images, shipped_images=args.shipped_images, overwrite=args.force,
-                        log=None if args.quiet else print)
+                        log=None if args.quiet else print, quiet=args.quiet)
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.outdir) for f in fs)
     print(f"wrote {args.outdir}: {len(manifest['cases'])} cases, {total / 1e6:.1f} MB")
     return 0
@@ -57,7 +57,7 @@ def cmd_check(args):
         impl = PythonImplementation(RuleImplementation(args.rule), supported_ops=ops, name=f"rule {args.rule}")
     else:
         impl = PythonImplementation(reference_implementation, supported_ops=ops, name="promref reference")
-    report = check(args.suite, impl, cases=args.case, log=print if args.verbose else None)
+    report = check(args.suite, impl, cases=args.case, log=print if args.verbose else None, quiet=args.quiet)
     print(report.text(verbose=False))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -110,6 +110,7 @@ def build_parser():
     p.add_argument("--keep", metavar="DIR", help="keep the per-case request directories under DIR")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print every case as it runs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("rounding", help="how often rounding rules disagree on real activations")

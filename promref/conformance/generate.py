@@ -21,14 +21,16 @@ import numpy as np
 
 from .. import __version__
 from ..format import load, save
+from ..progress import bar
+from ..registry import DEFAULT_MODEL, available, model_path
 from ..synthetic import random_model
 from . import rounding as rules
 from .cases import op_cases
 from .reference import ACCUMULATE, forward_with_rule, make_layer, reference_implementation, RuleImplementation
 from .suite import MANIFEST, SUITE_FORMAT, SUITE_VERSION, check_manifest, sha256_file, write_npy
 
-SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "weights", "mbv2_prom.npz")
+#: the shipped model's weights file, None where this installation lacks it (promref/registry.py)
+SHIPPED_WEIGHTS = model_path(DEFAULT_MODEL) if DEFAULT_MODEL in available() else None
 
 #: the default random models: (config, width, scheme, rounding); small and fast
 DEFAULT_RANDOM_MODELS = (
@@ -195,14 +197,15 @@ def _unique(name, taken):
 
 
 def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_RANDOM_MODELS,
-             model_images=2, shipped_images=1, overwrite=False, log=None):
+             model_images=2, shipped_images=1, overwrite=False, log=None, quiet=True):
     """Write the conformance suite into ``outdir``; returns the manifest (a dict).
 
     weights: extra promref weights files to add as full-model cases;
-    include_shipped: also add ``weights/mbv2_prom.npz`` when it exists;
+    include_shipped: also add the shipped ``mbv2_prom`` (weights/mbv2_prom.npz) when it exists;
     random_models: (config, width, scheme, rounding) tuples of random models;
     model_images / shipped_images: input images per random / weights-file model.
-    ``outdir`` must be empty or absent unless ``overwrite``.
+    ``outdir`` must be empty or absent unless ``overwrite``; quiet=False: a progress bar on
+    a terminal (over the op cases, then the model cases).
     """
     outdir = os.fspath(outdir)
     if os.path.isdir(outdir) and os.listdir(outdir):
@@ -217,7 +220,8 @@ def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_R
     os.makedirs(outdir, exist_ok=True)
     say = log or (lambda message: None)
     cases = []
-    for spec in op_cases():
+    specs = list(op_cases())
+    for spec in bar(None, "conformance op cases", unit="case", quiet=quiet, iterable=specs):
         cases.append(_write_op_case(outdir, spec))
     say(f"{len(cases)} op cases")
 
@@ -237,7 +241,7 @@ def generate(outdir, weights=None, include_shipped=True, random_models=DEFAULT_R
                 f"(untrained), {model_images} images, every layer's output", model_images, model_rules))
             say(f"model case {name}")
         files = list(weights or [])
-        if include_shipped and os.path.exists(SHIPPED_WEIGHTS) and SHIPPED_WEIGHTS not in files:
+        if include_shipped and SHIPPED_WEIGHTS and SHIPPED_WEIGHTS not in files:
             files.insert(0, SHIPPED_WEIGHTS)
         for path in files:
             stem = os.path.splitext(os.path.basename(os.fspath(path)))[0]

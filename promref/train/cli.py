@@ -20,7 +20,7 @@ import numpy as np
 
 from ..evaluate import evaluate_model
 from ..format import save
-from .loop import TrainConfig, checkpoint_epochs, evaluate, train
+from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             nesterov=False, label_smoothing=0.0, warmup_epochs=1,
@@ -43,6 +43,48 @@ def _hardware():
     return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()}"
 
 
+def _portable_path(text, home, cwd):
+    """An absolute path as a user would type it on any machine: ~/... under the home folder,
+    relative under the working folder; anything else unchanged."""
+    if not os.path.isabs(text):
+        return text
+    path = os.path.normpath(text)
+    for root, shown in ((cwd, None), (home, "~")):
+        if root and (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
+            rel = os.path.relpath(path, root)
+            return rel if shown is None else shown if rel == "." else f"{shown}/{rel}"
+    return text
+
+
+def user_command(argv, home=None, cwd=None):
+    """The command line of this run for the model card, without this machine's paths.
+
+    argv: the arguments after ``promref train``; ``--opt=/abs/path`` and ``--opt /abs/path``
+    forms are both rewritten (:func:`_portable_path`).  home, cwd: default to this
+    process's (for tests).
+    """
+    home = os.path.normpath(home or os.path.expanduser("~"))
+    cwd = os.path.normpath(cwd or os.getcwd())
+    words = []
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if eq and flag.startswith("--"):
+            words.append(f"{flag}={_portable_path(value, home, cwd)}")
+        else:
+            words.append(_portable_path(arg, home, cwd))
+    return "promref train " + " ".join(_quote(w) for w in words)
+
+
+def _quote(word):
+    """shlex.quote, leaving a leading ``~/`` (also after ``--opt=``) unquoted so a shell expands it."""
+    if word == "~":
+        return word
+    head, sep, rest = word.partition("~/")
+    if sep and (head == "" or (head.startswith("--") and head.endswith("="))):
+        return f"{shlex.quote(head) if head else ''}~/{shlex.quote(rest) if rest else ''}"
+    return shlex.quote(word)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
     p.add_argument("--demo", action="store_true",
@@ -59,6 +101,7 @@ def build_parser():
     p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
     return p
 
 
@@ -79,18 +122,19 @@ def main(argv=None):
           f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
     resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
     start = time.time()
-    network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume)
+    network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
+                             progress=Progress(quiet=args.quiet))
     wall = time.time() - start
     float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
     model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
                            else f"PROM demo depthwise-separable net ({config.scheme})")
-    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend)
+    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
     qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
     print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")
     if args.out:
-        card = dict(model=model.name, command="promref train " + " ".join(shlex.quote(a) for a in argv),
+        card = dict(model=model.name, command=user_command(argv),
                     config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
                     float_top1=float_acc, integer_top1=int_acc,
                     # a long run resumes across processes: the epochs' own training time is the total,

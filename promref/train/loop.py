@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..model import mobilenetv2_layout
+from ..progress import bar
 from .augment import crop_flip
 from .network import Network, dsnet_layout, softmax_cross_entropy
 from .optim import SGD, cosine_lr
@@ -56,17 +57,38 @@ def build_network(config):
 
 
 class Progress:
-    """One line per update: epoch, batch, loss, accuracy, images/s, learning rate."""
+    """The run's log lines (epoch, batch, loss, accuracy, images/s, learning rate; one at most
+    every ``every_seconds``), and on a terminal a tqdm bar per epoch with loss, accuracy,
+    images/s and the epoch's ETA (promref/progress.py; none with ``quiet``).  It only reads
+    the figures the loop has computed: the run is the same with or without it."""
 
-    def __init__(self, stream=sys.stderr, every_seconds=10.0):
-        self.stream, self.every = stream, every_seconds
+    def __init__(self, stream=sys.stderr, every_seconds=10.0, quiet=False):
+        self.stream, self.every, self.quiet = stream, every_seconds, quiet
         self.last = 0.0
+        self.bar = None
 
     def update(self, text, force=False):
         now = time.perf_counter()
         if force or now - self.last >= self.every:
             self.last = now
-            print(text, file=self.stream, flush=True)
+            if self.bar is not None and not self.bar.disable:
+                self.bar.write(text, file=self.stream)   # above the bar, not through it
+            else:
+                print(text, file=self.stream, flush=True)
+
+    def start_epoch(self, images, desc):
+        self.end_epoch()
+        self.bar = bar(images, desc, quiet=self.quiet)
+
+    def advance(self, images, loss, accuracy):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{100 * accuracy:.2f}%", refresh=False)
+            self.bar.update(images)
+
+    def end_epoch(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
@@ -172,6 +194,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
         rng = np.random.default_rng([config.seed, epoch])
         order = rng.permutation(len(images))
         loss_sum, correct, seen, t0 = 0.0, 0, 0, time.perf_counter()
+        progress.start_epoch(steps_per_epoch * config.batch_size, f"epoch {epoch + 1}/{total_epochs} ({mode})")
         for step in range(steps_per_epoch):
             idx = order[step * config.batch_size:(step + 1) * config.batch_size]
             batch = crop_flip(images[idx], rng)
@@ -185,10 +208,12 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
             correct += ok
             seen += len(idx)
             rate = seen / (time.perf_counter() - t0)
+            progress.advance(len(idx), loss_sum / seen, correct / seen)
             progress.update(f"epoch {epoch + 1}/{total_epochs} ({mode}) [{step + 1}/{steps_per_epoch}] "
                             f"loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}% "
                             f"{rate:.0f} img/s lr {lr:.4g}")
         train_time = time.perf_counter() - t0
+        progress.end_epoch()
         test_acc = evaluate(network, test_images, test_labels, mode, config.backend)
         record = dict(epoch=epoch + 1, phase=mode, loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
                       test_acc=test_acc, images_per_s=seen / max(train_time, 1e-9), seconds=train_time)

@@ -769,7 +769,8 @@ def test_pool_scale_mismatch(members, bad):
     expect_error(with_meta_change(members, bad, set_layer_field("pool", "out_scale", 0.5)), "'pool'", "scale")
 
 
-def test_overflow_in_pool_sum(tiny, tmp_path):
+def test_overflow_in_pool_sum(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_INPUT_SIDE", 1 << 16)  # the proof, not the side limit, must refuse
     path = tmp_path / "tiny.npz"
     fmt.save(tiny(3), path)
     members = read_members(path)

@@ -1,5 +1,4 @@
 """The high-level API: image in, ranked predictions out."""
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -45,7 +44,7 @@ def infer(weights, image, topk=5, backend="numba"):
     weights: a path to a promref .npz or a loaded :class:`Model`;
     image: a path, a PIL image, or an [H, W, 3] uint8 array.
     """
-    model = weights if isinstance(weights, Model) else load(os.fspath(weights))
+    model = weights if isinstance(weights, Model) else load(weights)  # a path or a binary file object
     spec = model.input
     x = preprocess(image, height=spec.height, width=spec.width, resize=spec.resize, resample=spec.resample)
     logits = model.forward(x[None], backend=backend)

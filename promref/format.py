@@ -100,12 +100,16 @@ def _expected_members(path, layers_meta):
     Each record needs a string ``name`` and a known ``op`` here already, so an
     unknown op is reported as such and not as "unexpected members".
     """
-    expected = {"meta"}
+    expected, names = {"meta"}, set()
     for index, rec in enumerate(layers_meta):
         where = f"{path}: layer {index}"
         if not isinstance(rec, dict):
             raise WeightsFormatError(f"{where}: expected a JSON object")
         name, op = _field(where, rec, "name", "str"), _field(where, rec, "op", "str")
+        if name in names or name == "input":  # refused here, before a member is read twice
+            raise WeightsFormatError(f"{where}: layer names must be unique non-empty strings (and not 'input'), "
+                                     f"got {name[:100]!r} again")
+        names.add(name)
         if op not in OPS:
             raise WeightsFormatError(f"{where} ({name[:100]!r}): unknown op {op[:100]!r}; expected one of {OPS}")
         fields = (("weights", "bias", "weight_scale") if op in WEIGHTED_OPS else ()) + \

@@ -46,7 +46,7 @@ def infer(weights, image, topk=5, backend="numba"):
     to a promref .npz, or a loaded :class:`Model`;
     image: a path, a PIL image, or an [H, W, 3] uint8 array.
     """
-    model = weights if isinstance(weights, Model) else load(resolve(weights))
+    model = weights if isinstance(weights, Model) else load(resolve(weights))  # a name, a path or a binary file object
     spec = model.input
     x = preprocess(image, height=spec.height, width=spec.width, resize=spec.resize, resample=spec.resample)
     logits = model.forward(x[None], backend=backend)

@@ -13,6 +13,7 @@
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -21,7 +22,9 @@ import numpy as np
 
 from . import __version__
 from .api import infer, predict
+from . import limits
 from .errors import PromrefError
+from .fileio import loads_json, read_regular
 from .format import load, save
 from .model import tensor_shapes
 from .registry import DEFAULT_MODEL, card_path, model_path, resolve
@@ -42,7 +45,7 @@ def cmd_infer(args):
         if not args.json:
             _print_predictions(image, preds)
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1, allow_nan=False))  # the softmax scale range keeps it finite
     return 0
 
 
@@ -128,9 +131,8 @@ def cmd_evaluate(args):
     if args.card is None and not os.path.exists(card_file):
         return 0
     try:
-        with open(card_file) as f:
-            card = json.load(f)
-    except (OSError, ValueError) as e:
+        card = loads_json(read_regular(card_file, PromrefError, "model card", max_bytes=limits.MAX_META_BYTES))
+    except ValueError as e:  # PromrefError included: bounded size and depth, strict JSON
         raise PromrefError(f"{card_file}: cannot read the model card: {e}") from None
     same, message = compare_with_card(card, accuracy, len(images), source.name)
     print(f"  model card (first weights): {message[len('model card: '):]}" if args.other else f"  {message}")
@@ -139,6 +141,12 @@ def cmd_evaluate(args):
 
 def cmd_random_model(args):
     from .synthetic import random_model
+    if not (math.isfinite(args.width) and 0 < args.width <= 4):
+        raise PromrefError(f"--width must be a number in (0, 4], not {args.width}")
+    if not 0 <= args.seed < 2**32:
+        raise PromrefError(f"--seed must be an integer in [0, 2**32 - 1], not {args.seed}")
+    if os.path.isdir(args.out):
+        raise PromrefError(f"{args.out}: is a directory; give the .npz file to write")
     model = random_model(args.config, args.width, args.scheme, seed=args.seed, rounding=args.rounding)
     save(model, args.out)
     print(f"wrote {args.out}: {model.name} ({os.path.getsize(args.out):,} bytes)")
@@ -265,6 +273,13 @@ def main(argv=None):
         return runner()
     except PromrefError as e:
         print(f"promref: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable, missing or directory output path
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"promref: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print("promref: error: input nested too deeply", file=sys.stderr)
         return 2
 
 

@@ -24,3 +24,11 @@ class ImageError(PromrefError):
 
 class ShapeError(PromrefError):
     """An array handed to promref has the wrong shape or dtype."""
+
+
+class CheckpointError(PromrefError):
+    """A training checkpoint is unreadable, inconsistent, non-finite or from another configuration."""
+
+
+class TrainArgumentError(PromrefError):
+    """A training argument or configuration value is out of range or unknown."""

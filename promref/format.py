@@ -1,5 +1,5 @@
-"""The promref weights file: an uncompressed ``.npz`` (a zip of ``.npy`` files)
-read with ``allow_pickle=False`` only.  docs/format.md is the specification.
+"""The promref weights file: an uncompressed ``.npz`` (a zip of ``.npy`` files),
+read by :mod:`promref.npzread` (never ``np.load``, never pickles).  docs/format.md is the specification.
 
 Members:
 
@@ -16,19 +16,20 @@ Members:
     float32 per output channel (optional, informational).
 """
 import json
-import os
-import zipfile
 
 import numpy as np
 
-from . import arith
+from . import arith, limits
 from .errors import WeightsFormatError
-from .model import InputSpec, Layer, Model, WEIGHTED_OPS
+from .fileio import loads_json
+from .limits import bounded_repr
+from .model import InputSpec, Layer, Model, OPS, WEIGHTED_OPS
+from .npzread import NpzReader
 from .validate import check_int, validate, weight_shape
 
 FORMAT_NAME = "promref"
 FORMAT_VERSION = 1
-MAX_MEMBER_BYTES = 1 << 30  # refuse zip members that would unpack to more than 1 GiB
+MAX_MEMBER_BYTES = limits.MAX_MEMBER_BYTES  # kept for callers; every limit lives in promref.limits
 
 _LAYER_FIELDS = ("name", "kind", "op", "inputs", "in_channels", "out_channels", "kernel", "stride",
                  "padding", "out_scale", "out_zero_point", "out_min", "out_max", "weight_zero_point",
@@ -93,65 +94,34 @@ def save(model, path):
 # ------------------------------------------------------------------ load
 
 
-def _read_member(archive, info, path):
-    """One ``.npy`` member -> ndarray.  The header is checked before any data is
-    read: object dtypes (pickles) are refused, and the declared shape must
-    match the member's size, so a lying header cannot make us allocate."""
-    where = f"{path}: member {info.filename!r}"
-    if not info.filename.endswith(".npy"):
-        raise WeightsFormatError(f"{where}: not an .npy array")
-    if info.file_size > MAX_MEMBER_BYTES:
-        raise WeightsFormatError(f"{where}: unpacks to {info.file_size} bytes (limit {MAX_MEMBER_BYTES})")
-    with archive.open(info) as f:
-        try:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f"unsupported .npy version {version}")
-            shape, fortran_order, dtype = read_header(f)
-        except Exception as e:  # numpy raises ValueError, SyntaxError, TokenError... on bad headers
-            raise WeightsFormatError(f"{where}: corrupt .npy header: {e}") from None
-        if dtype.hasobject:
-            raise WeightsFormatError(f"{where}: contains pickled (object) data, which promref never loads")
-        count = 1
-        for n in shape:
-            count *= n
-        header_size = f.tell()
-        if count * dtype.itemsize != info.file_size - header_size:
-            raise WeightsFormatError(f"{where}: header declares {shape} {dtype} "
-                                     f"({count * dtype.itemsize} bytes) but the member holds "
-                                     f"{info.file_size - header_size} bytes")
-        data = f.read()
-    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
-    return array.copy(order="C")  # writable, C order, 0-d arrays stay 0-d
+def _expected_members(path, layers_meta):
+    """The member keys ``meta``'s layer list calls for (before any layer member is read).
 
-
-def _read_members(path):
-    """All arrays of the npz at ``path`` as a dict {name without .npy: array}.
-
-    Reads the zip directly (never ``np.load``, never pickles): every member
-    must be a plain ``.npy`` array whose header is sane.
+    Each record needs a string ``name`` and a known ``op`` here already, so an
+    unknown op is reported as such and not as "unexpected members".
     """
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":  # zipfile would accept data prepended to an archive
-                raise WeightsFormatError(f"{path}: not a .npz file (it does not start with a zip header)")
-        with zipfile.ZipFile(path) as archive:
-            members = {}
-            for info in archive.infolist():
-                members[info.filename[:-4]] = _read_member(archive, info, path)
-            return members
-    except WeightsFormatError:
-        raise
-    except FileNotFoundError:
-        raise WeightsFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise WeightsFormatError(f"{path}: is a directory, not a weights file") from None
-    except zipfile.BadZipFile as e:
-        raise WeightsFormatError(f"{path}: not a valid .npz (zip) file: {e}") from None
-    except (OSError, EOFError, zipfile.LargeZipFile, KeyError, RuntimeError, ValueError, NotImplementedError) as e:
-        raise WeightsFormatError(f"{path}: corrupt or truncated file: {e}") from None
+    expected, names = {"meta"}, set()
+    for index, rec in enumerate(layers_meta):
+        where = f"{path}: layer {index}"
+        if not isinstance(rec, dict):
+            raise WeightsFormatError(f"{where}: expected a JSON object")
+        name, op = _field(where, rec, "name", "str"), _field(where, rec, "op", "str")
+        if name in names or name == "input":  # refused here, before a member is read twice
+            raise WeightsFormatError(f"{where}: layer names must be unique non-empty strings (and not 'input'), "
+                                     f"got {name[:100]!r} again")
+        names.add(name)
+        if op not in OPS:
+            raise WeightsFormatError(f"{where} ({name[:100]!r}): unknown op {op[:100]!r}; expected one of {OPS}")
+        fields = (("weights", "bias", "weight_scale") if op in WEIGHTED_OPS else ()) + \
+            (("multiplier", "shift") if op in WEIGHTED_OPS or op == "add" else ())
+        expected.update(f"{name}/{f}" for f in fields)
+    return expected
+
+
+def _open_weights(source):
+    """An :class:`~promref.npzread.NpzReader` on ``source`` with the weights-file limits."""
+    return NpzReader(source, WeightsFormatError, what="weights file", max_members=limits.MAX_MEMBERS,
+                     max_member_bytes=limits.MAX_MEMBER_BYTES, max_total_bytes=limits.MAX_TOTAL_BYTES)
 
 
 def _field(where, record, name, kind):
@@ -166,7 +136,7 @@ def _field(where, record, name, kind):
         "dict": lambda v: isinstance(v, dict),
     }[kind](value)
     if not ok:
-        raise WeightsFormatError(f"{where}.{name}: expected {kind}, got {value!r}")
+        raise WeightsFormatError(f"{where}.{name}: expected {kind}, got {bounded_repr(value)}")
     if kind == "float":
         try:
             return float(value)
@@ -185,14 +155,14 @@ def _parse_meta(path, raw):
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise WeightsFormatError(f"{path}: member 'meta' must be a 1-D uint8 array of JSON bytes")
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise WeightsFormatError(f"{path}: member 'meta' is not valid UTF-8 JSON: {e}") from None
+        meta = loads_json(raw.tobytes(), allow_nan=True)  # NaN: refused per field
+    except ValueError as e:
+        raise WeightsFormatError(f"{path}: member 'meta' is not valid JSON: {e}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise WeightsFormatError(f"{path}: not a promref weights file (meta.format != {FORMAT_NAME!r})")
     version = meta.get("format_version")
     if type(version) is not int or version != FORMAT_VERSION:
-        raise WeightsFormatError(f"{path}: unsupported format version {version!r} "
+        raise WeightsFormatError(f"{path}: unsupported format version {bounded_repr(version)} "
                                  f"(this promref reads version {FORMAT_VERSION})")
     return meta
 
@@ -205,12 +175,12 @@ def _build_input(path, meta):
     _no_unknown_keys(where, rec, kinds)
     for name in ("mean", "std"):
         if len(values[name]) != 3 or not all(isinstance(v, (int, float)) for v in values[name]):
-            raise WeightsFormatError(f"{where}.{name}: expected 3 numbers, got {values[name]!r}")
+            raise WeightsFormatError(f"{where}.{name}: expected 3 numbers, got {bounded_repr(values[name])}")
         values[name] = tuple(float(v) for v in values[name])
     return InputSpec(**values)
 
 
-def _build_layer(path, index, rec, members, used):
+def _build_layer(path, index, rec, reader):
     where = f"{path}: layer {index}"
     if not isinstance(rec, dict):
         raise WeightsFormatError(f"{where}: expected a JSON object")
@@ -226,12 +196,11 @@ def _build_layer(path, index, rec, members, used):
 
     def take(field, required=True):
         key = f"{layer.name}/{field}"
-        if key not in members:
+        if key not in reader:
             if required:
                 raise WeightsFormatError(f"{where}: missing array {key!r}")
             return None
-        used.add(key)
-        return members[key]
+        return reader.read(key)
 
     if layer.op in WEIGHTED_OPS:
         weights = take("weights")
@@ -265,36 +234,45 @@ def _unpack_ternary(where, packed, layer):
     return arith.codes_to_ternary(codes).reshape(shape)
 
 
-def load(path):
-    """Read, validate and return the :class:`~promref.model.Model` stored at ``path``.
+def load(source):
+    """Read, validate and return the :class:`~promref.model.Model` stored in ``source``.
 
-    Raises :class:`~promref.errors.WeightsFormatError` (naming the file, layer
-    and field) for anything unreadable, inconsistent or unsafe, including
-    weights whose int32 accumulators could overflow.
+    ``source``: a path (str, bytes or os.PathLike) of a regular file, or a
+    binary file object (``read`` and ``seek``, e.g. ``io.BytesIO``).  Raises
+    :class:`~promref.errors.WeightsFormatError` (naming the file, layer and
+    field) for anything unreadable, inconsistent, unsafe or over the limits
+    of docs/format.md ("Resource limits"), including weights whose int32
+    accumulators could overflow; nothing is inflated before its size is known
+    to be within the limits and its member is known to be called for.
     """
-    path = os.fspath(path)
-    members = _read_members(path)
-    if "meta" not in members:
-        raise WeightsFormatError(f"{path}: missing member 'meta' (not a promref weights file?)")
-    meta = _parse_meta(path, members["meta"])
-    where = f"{path}: meta"
-    _no_unknown_keys(where, meta, ("format", "format_version", "name", "arch", "rounding", "input", "labels",
-                                   "metadata", "layers"))
-    layers_meta = _field(where, meta, "layers", "list")
-    labels = _field(where, meta, "labels", "list")
-    used = {"meta"}
-    model = Model(
-        name=_field(where, meta, "name", "str"),
-        input=_build_input(path, meta),
-        layers=[_build_layer(path, i, rec, members, used) for i, rec in enumerate(layers_meta)],
-        labels=tuple(labels),
-        rounding=_field(where, meta, "rounding", "str"),
-        arch=_field(where, meta, "arch", "dict"),
-        metadata=_field(where, meta, "metadata", "dict"),
-    )
-    extra = sorted(set(members) - used)
-    if extra:
-        raise WeightsFormatError(f"{path}: unexpected member(s) {extra} not described by meta")
+    with _open_weights(source) as reader:
+        path = reader.where
+        if "meta" not in reader:
+            raise WeightsFormatError(f"{path}: missing member 'meta' (not a promref weights file?)")
+        if reader.size("meta") > limits.MAX_META_BYTES:
+            raise WeightsFormatError(f"{path}: member 'meta' is {reader.size('meta')} bytes "
+                                     f"(limit {limits.MAX_META_BYTES})")
+        meta = _parse_meta(path, reader.read("meta"))
+        where = f"{path}: meta"
+        _no_unknown_keys(where, meta, ("format", "format_version", "name", "arch", "rounding", "input", "labels",
+                                       "metadata", "layers"))
+        layers_meta = _field(where, meta, "layers", "list")
+        if len(layers_meta) > limits.MAX_LAYERS:
+            raise WeightsFormatError(f"{where}: {len(layers_meta)} layers, more than the limit of {limits.MAX_LAYERS}")
+        extra = sorted(set(reader.names) - _expected_members(path, layers_meta))
+        if extra:  # refused before a single layer member is inflated
+            shown = ", ".join(repr(e[:100]) for e in extra[:10]) + (", ..." if len(extra) > 10 else "")
+            raise WeightsFormatError(f"{path}: {len(extra)} unexpected member(s) not described by meta: {shown}")
+        labels = _field(where, meta, "labels", "list")
+        model = Model(
+            name=_field(where, meta, "name", "str"),
+            input=_build_input(path, meta),
+            layers=[_build_layer(path, i, rec, reader) for i, rec in enumerate(layers_meta)],
+            labels=tuple(labels),
+            rounding=_field(where, meta, "rounding", "str"),
+            arch=_field(where, meta, "arch", "dict"),
+            metadata=_field(where, meta, "metadata", "dict"),
+        )
     try:
         return validate(model)
     except WeightsFormatError as e:

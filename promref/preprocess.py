@@ -12,6 +12,15 @@ Conventions chosen here:
 * 16-bit samples are scaled to 8 bits with rounding: ``(v * 255 + 32767) // 65535``.
 * Float images (Pillow mode ``'F'``, numpy float arrays) are refused, because
   their value range (0..1? 0..255?) is ambiguous.
+* Only the file formats in :data:`IMAGE_FORMATS` are decoded (Pillow is told
+  so, so it never identifies anything else: an EPS file, whose decoding runs
+  Ghostscript, is refused unread).  JPEG files must use Huffman-coded
+  baseline, extended or progressive frames (SOF0-SOF2); lossless,
+  hierarchical and arithmetic-coded JPEGs are refused, because the decoder
+  Pillow ships does not decode them faithfully.
+* Sizes are limited before anything is decoded or resized (docs/format.md,
+  "Resource limits"): pixels of the image, pixels after resizing, the aspect
+  ratio of a resized image, the output size.
 """
 
 import os
@@ -20,9 +29,17 @@ import struct
 import numpy as np
 from PIL import Image, ImageOps
 
+from . import limits
 from .errors import ImageError, PromrefError, ShapeError
+from .fileio import open_regular
 
-__all__ = ["load_image", "resize_and_crop", "pixels_to_int8", "preprocess"]
+__all__ = ["load_image", "resize_and_crop", "pixels_to_int8", "preprocess", "IMAGE_FORMATS"]
+
+#: the Pillow formats promref decodes; every other format is refused without being read
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
+#: JPEG start-of-frame markers decoded faithfully: baseline, extended sequential, progressive (Huffman)
+JPEG_FRAME_MARKERS = (0xC0, 0xC1, 0xC2)
+_JPEG_SOF = tuple(m for m in range(0xC0, 0xD0) if m not in (0xC4, 0xC8, 0xCC))  # 0xC4 DHT, 0xCC DAC
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -51,7 +68,7 @@ def load_image(source):
     and ShapeError for arrays of the wrong dtype or shape.
     """
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _from_array(np.asarray(source))  # np.matrix and other subclasses: a plain array
     if isinstance(source, Image.Image):
         return _from_pil(source, "PIL image")
     if not isinstance(source, (str, os.PathLike)):
@@ -60,22 +77,81 @@ def load_image(source):
     path = os.fspath(source)
     name = f"image {path!r}"
     try:
-        with Image.open(path) as img:
-            img.load()  # decode everything now, so truncated files fail here
-            img = ImageOps.exif_transpose(img)  # returns a decoded copy
-    except FileNotFoundError:
-        raise ImageError(f"cannot read {name}: no such file") from None
+        with open_regular(path, ImageError, "image file") as f:
+            with Image.open(f, formats=IMAGE_FORMATS) as img:
+                _check_pixels(name, img.width, img.height)
+                if img.format == "JPEG":
+                    _check_jpeg_frame(name, f)
+                img.load()  # decode everything now, so truncated files fail here
+                img = ImageOps.exif_transpose(img)  # returns a decoded copy
+    except ImageError:
+        raise
     except Image.UnidentifiedImageError:
-        raise ImageError(f"cannot read {name}: not an image file") from None
+        raise ImageError(f"cannot read {name}: not an image file of a supported format "
+                         f"({', '.join(IMAGE_FORMATS)})") from None
     except _PIL_ERRORS as exc:
-        raise ImageError(f"cannot read {name}: {exc}") from exc
+        raise ImageError(f"cannot read {name}: {str(exc)[:300]}") from None
     return _from_pil(img, name)
+
+
+def _check_pixels(name, width, height):
+    if width * height > limits.MAX_IMAGE_PIXELS:
+        raise ImageError(f"{name} is {width}x{height} = {width * height} pixels, more than the limit of "
+                         f"{limits.MAX_IMAGE_PIXELS}")
+
+
+def _check_jpeg_frame(name, f):
+    """Refuse JPEG frames other than :data:`JPEG_FRAME_MARKERS`, by walking the marker segments."""
+    position = f.tell()
+    try:
+        f.seek(0)
+        if f.read(2) != b"\xff\xd8":
+            raise ImageError(f"cannot read {name}: no JPEG start-of-image marker")
+        while True:
+            byte = f.read(1)
+            while byte == b"\xff":  # fill bytes before a marker
+                byte = f.read(1)
+            if not byte:
+                raise ImageError(f"cannot read {name}: JPEG without a start-of-frame marker")
+            marker = byte[0]
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers, no length
+                continue
+            if marker in (0xD9, 0xDA):  # end of image, or a scan before any frame header
+                raise ImageError(f"cannot read {name}: JPEG without a start-of-frame marker")
+            length = f.read(2)
+            if len(length) < 2:
+                raise ImageError(f"cannot read {name}: truncated JPEG header")
+            if marker in _JPEG_SOF:
+                if marker not in JPEG_FRAME_MARKERS:
+                    raise ImageError(f"cannot read {name}: JPEG frame type SOF{marker - 0xC0} "
+                                     "(lossless, hierarchical or arithmetic-coded) is not supported; "
+                                     "promref decodes baseline, extended and progressive Huffman JPEGs "
+                                     "(SOF0-SOF2)")
+                return
+            f.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+            byte = f.read(1)
+            if byte != b"\xff":
+                f.seek(-len(byte), os.SEEK_CUR)
+                # entropy-coded data or junk between segments: find the next marker
+                while byte and byte != b"\xff":
+                    byte = f.read(1)
+                if not byte:
+                    raise ImageError(f"cannot read {name}: JPEG without a start-of-frame marker")
+            f.seek(-1, os.SEEK_CUR)
+            if f.read(1) != b"\xff":
+                raise ImageError(f"cannot read {name}: malformed JPEG header")
+    finally:
+        f.seek(position)
 
 
 def _from_pil(img, name):
     """Convert a PIL image of any supported mode to uint8 (H, W, 3)."""
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{name} has zero size {img.width}x{img.height}")
+    _check_pixels(name, img.width, img.height)
+    if img.format is not None and img.format not in IMAGE_FORMATS:
+        # a lazily opened file of another format (EPS runs Ghostscript when loaded): never decode it
+        raise ImageError(f"{name} is a {img.format} image; promref decodes only {', '.join(IMAGE_FORMATS)}")
     mode = img.mode
     if mode == "F":
         raise ImageError(f"{name} has mode 'F': float images are not supported "
@@ -104,6 +180,9 @@ def _from_array(arr):
             or arr.size == 0:
         raise ShapeError(f"image array has shape {arr.shape}; expected a non-empty "
                          "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+    if arr.shape[0] * arr.shape[1] > limits.MAX_IMAGE_PIXELS:
+        raise ShapeError(f"image array of {arr.shape[0]}x{arr.shape[1]} pixels is larger than the limit "
+                         f"of {limits.MAX_IMAGE_PIXELS} pixels")
     if arr.dtype.itemsize == 2:
         arr = ((arr.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
     if arr.ndim == 2:
@@ -122,10 +201,10 @@ def _over_white(rgba):
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
-def _check_int(name, value, minimum):
+def _check_int(name, value, minimum, maximum=limits.MAX_INPUT_SIDE):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or value < minimum:
-        raise ShapeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            or not minimum <= value <= maximum:
+        raise ShapeError(f"{name} must be an integer in [{minimum}, {maximum}], got {limits.bounded_repr(value)}")
     return int(value)
 
 
@@ -144,8 +223,8 @@ def resize_and_crop(rgb, height, width, resize=0, resample="bilinear"):
     height = _check_int("height", height, 1)
     width = _check_int("width", width, 1)
     resize = _check_int("resize", resize, 0)
-    if resample not in _RESAMPLE:
-        raise PromrefError(f"unknown resample {resample!r}; expected one of "
+    if not isinstance(resample, str) or resample not in _RESAMPLE:
+        raise PromrefError(f"unknown resample {limits.bounded_repr(resample)}; expected one of "
                            f"{', '.join(sorted(_RESAMPLE))}")
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 \
             or rgb.shape[2] != 3 or rgb.size == 0:
@@ -159,6 +238,12 @@ def resize_and_crop(rgb, height, width, resize=0, resample="bilinear"):
         size = (resize, (w * resize + h // 2) // h)
     else:
         size = ((h * resize + w // 2) // w, resize)
+    if resize and max(h, w) > limits.MAX_ASPECT_RATIO * min(h, w):
+        raise ShapeError(f"image of {h}x{w} pixels has an aspect ratio above {limits.MAX_ASPECT_RATIO}:1; "
+                         "promref resizes only images up to that ratio")
+    if size[0] * size[1] > limits.MAX_RESIZED_PIXELS:
+        raise ShapeError(f"image of {h}x{w} pixels would be resized to {size[0]}x{size[1]}, more than the "
+                         f"limit of {limits.MAX_RESIZED_PIXELS} pixels")
     if size != (h, w):
         img = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
         rgb = np.asarray(img.resize(size[::-1], resample=_RESAMPLE[resample]))

@@ -80,7 +80,8 @@ def card_path(weights_path):
 
 
 def resolve(weights):
-    """A weights argument -> a path: a registered name gives its shipped file, anything else is a path."""
+    """A weights argument -> what ``promref.load`` takes: a registered name gives its shipped
+    file's path; anything else (a path, bytes, a file object) is passed on unchanged."""
     if isinstance(weights, str) and weights in MODELS:
         return model_path(weights)
-    return os.fspath(weights)
+    return weights

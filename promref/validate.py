@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from . import arith
+from . import arith, limits
 from .errors import OverflowRiskError, WeightsFormatError
 from .model import KINDS, OPS, WEIGHTED_OPS
 
@@ -29,6 +29,9 @@ KIND_OPS = {
 }
 RESAMPLE = ("bilinear", "bicubic", "nearest", "lanczos", "box")
 MAX_ADD_LEFT_SHIFT = 23  # 255 * 2**23 < 2**31: a centred int8 difference survives the shift
+_BOUND_CHUNK = 1 << 20  # weights widened to int64 at a time by the overflow proof
+#: the last layer's out_scale feeds the softmax: 255 * scale must stay far from float64's limits
+SOFTMAX_SCALE_RANGE = (1e-12, 1e12)
 
 
 def _fail(where, message, cls=WeightsFormatError):
@@ -85,15 +88,22 @@ def accumulator_bound(layer, in_zero_point):
     """Largest possible |int32 accumulator| per output channel, over all int8 inputs.
 
     ``|bias[o]| + sum |w[o, .] - zw| * max(|-128 - zx|, |127 - zx|)``; exact
-    Python integers (object array), so the bound itself cannot overflow.
+    Python integers, so the bound itself cannot overflow.  The weights are
+    widened in chunks of at most ``_BOUND_CHUNK`` elements, so the proof never
+    allocates more than a few MB whatever the layer's size.
     """
     x_max = max(abs(arith.INT8_MIN - in_zero_point), abs(arith.INT8_MAX - in_zero_point))
-    w = layer.weights.astype(np.int64) - layer.weight_zero_point
+    w = layer.weights
     if layer.op == "depthwise_conv2d":
-        weight_sum = np.abs(w).sum(axis=(0, 1))
+        w = w.reshape(-1, w.shape[-1]).T  # [C, k*k]: one row per output channel
     else:
-        weight_sum = np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
-    return [abs(int(b)) + int(s) * x_max for b, s in zip(layer.bias, weight_sum)]
+        w = w.reshape(w.shape[0], -1)
+    rows = max(1, _BOUND_CHUNK // max(1, w.shape[1]))
+    weight_sum = []
+    for start in range(0, w.shape[0], rows):
+        part = np.abs(w[start:start + rows].astype(np.int64) - layer.weight_zero_point)
+        weight_sum.extend(int(s) for s in part.sum(axis=1))
+    return [abs(int(b)) + s * x_max for b, s in zip(layer.bias, weight_sum)]
 
 
 def scaled_bound(bound, multiplier, shift):
@@ -157,9 +167,9 @@ def validate(model):
     if model.rounding not in arith.ROUNDING_MODES:
         _fail("rounding", f"unknown rounding mode {model.rounding!r}; expected one of {arith.ROUNDING_MODES}")
     spec = model.input
-    check_int("input.height", spec.height, 1, 1 << 16)
-    check_int("input.width", spec.width, 1, 1 << 16)
-    check_int("input.resize", spec.resize, 0, 1 << 16)
+    check_int("input.height", spec.height, 1, limits.MAX_INPUT_SIDE)
+    check_int("input.width", spec.width, 1, limits.MAX_INPUT_SIDE)
+    check_int("input.resize", spec.resize, 0, limits.MAX_INPUT_SIDE)
     check_int("input.zero_point", spec.zero_point, arith.INT8_MIN, arith.INT8_MAX)
     if spec.resample not in RESAMPLE:
         _fail("input.resample", f"unknown resampling {spec.resample!r}; expected one of {RESAMPLE}")
@@ -171,6 +181,8 @@ def validate(model):
             _fail(f"input.{name}", f"must be 3 finite floats, got {values!r}")
     if not model.layers:
         _fail("layers", "a model needs at least one layer")
+    if len(model.layers) > limits.MAX_LAYERS:
+        _fail("layers", f"{len(model.layers)} layers, more than the limit of {limits.MAX_LAYERS}")
 
     # shape of every tensor seen so far: (H, W, C) for feature maps, (C,) after pooling
     shapes = {"input": (spec.height, spec.width, 3)}
@@ -238,6 +250,8 @@ def validate(model):
             _check_add(layer, where, [in_zp, zero_points[layer.inputs[1]]])
             out_shape = in_shape
 
+        if math.prod(out_shape) > limits.MAX_ACTIVATION_ELEMENTS:
+            _fail(where, f"output tensor {out_shape} has more than {limits.MAX_ACTIVATION_ELEMENTS} elements")
         if layer.op in WEIGHTED_OPS:
             _check_weighted(layer, where, in_zp)
         shapes[layer.name] = out_shape
@@ -250,8 +264,26 @@ def validate(model):
 
     if len(shapes[model.layers[-1].name]) != 1:
         _fail("layers", "the last layer must produce a vector of logits")
-    if not all(isinstance(s, str) for s in model.labels):
-        _fail("labels", "every label must be a string")
+    last = model.layers[-1]
+    lo, hi = SOFTMAX_SCALE_RANGE
+    if not lo <= last.out_scale <= hi:
+        _fail(f"layer {len(model.layers) - 1} ({last.name!r}).out_scale",
+              f"{last.out_scale!r} is outside [{lo:g}, {hi:g}]: the softmax of the logits would be "
+              "NaN, infinite or meaningless")
     if len(model.labels) != model.num_classes:
         _fail("labels", f"need {model.num_classes} labels (one per class), got {len(model.labels)}")
+    for i, label in enumerate(model.labels):
+        check_label(f"labels[{i}]", label)
     return model
+
+
+def check_label(where, label):
+    """A label is printable text: 1 to MAX_LABEL_CHARS characters, no control characters
+    (no terminal escapes, newlines or tabs), no lone surrogates (not encodable as UTF-8)."""
+    if not isinstance(label, str):
+        _fail(where, f"every label must be a string, got {type(label).__name__}")
+    if not 1 <= len(label) <= limits.MAX_LABEL_CHARS:
+        _fail(where, f"must have 1 to {limits.MAX_LABEL_CHARS} characters, has {len(label)}")
+    if not label.isprintable() or any(0xD800 <= ord(c) <= 0xDFFF for c in label):
+        bad = next(c for c in label if not c.isprintable() or 0xD800 <= ord(c) <= 0xDFFF)
+        _fail(where, f"contains the unprintable character U+{ord(bad):04X}; labels are printable text")

@@ -8,6 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from promref import limits
 from promref import arith
 from promref import format as fmt
 from promref.errors import OverflowRiskError, PromrefError, WeightsFormatError
@@ -341,7 +342,7 @@ def test_member_larger_than_the_limit(members, bad, monkeypatch):
     write_members(bad, members)
     with zipfile.ZipFile(bad) as archive:
         legit = max(i.file_size for i in archive.infolist() if i.filename != "stem/huge.npy")
-    monkeypatch.setattr(fmt, "MAX_MEMBER_BYTES", legit + 1)
+    monkeypatch.setattr(limits, "MAX_MEMBER_BYTES", legit + 1)
     expect_error(bad, "'stem/huge.npy'", f"limit {legit + 1}")
 
 
@@ -768,7 +769,8 @@ def test_pool_scale_mismatch(members, bad):
     expect_error(with_meta_change(members, bad, set_layer_field("pool", "out_scale", 0.5)), "'pool'", "scale")
 
 
-def test_overflow_in_pool_sum(tiny, tmp_path):
+def test_overflow_in_pool_sum(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_INPUT_SIDE", 1 << 16)  # the proof, not the side limit, must refuse
     path = tmp_path / "tiny.npz"
     fmt.save(tiny(3), path)
     members = read_members(path)

@@ -21,16 +21,20 @@ import fnmatch
 import json
 import os
 import shlex
+import math
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from .. import limits
 from ..progress import bar
-from .suite import DTYPES, OPS, SuiteError, load_case_arrays, load_manifest, read_array
+from .suite import DTYPES, OPS, SuiteError, load_case_arrays, load_manifest, read_array, verified_path
 
 PROTOCOL = "promref-conformance-request"
 PROTOCOL_VERSION = 1
@@ -127,7 +131,7 @@ class PythonImplementation:
         inputs = load_case_arrays(suite_dir, case["inputs"])
         params = dict(case["params"], rounding=case["rounding"])
         if case["op"] == "model":
-            params["weights"] = os.path.join(suite_dir, case["weights"]["file"])
+            params["weights"] = verified_path(suite_dir, case["weights"])
             params["outputs"] = [t["name"] for t in case["outputs"]]
         try:
             outputs = self.fn(case["op"], inputs, params)
@@ -162,9 +166,15 @@ class SubprocessImplementation:
     """An external program speaking the file protocol of docs/conformance.md."""
 
     def __init__(self, cmd, supported_ops=None, timeout=120.0, keep_dir=None, query_ops=True):
-        self.argv = shlex.split(cmd) if isinstance(cmd, str) else [os.fspath(c) for c in cmd]
+        try:
+            self.argv = shlex.split(cmd) if isinstance(cmd, str) else [os.fspath(c) for c in cmd]
+        except (ValueError, TypeError) as e:
+            raise SuiteError(f"cannot use {limits.bounded_repr(cmd)} as a command: {e}") from None
         if not self.argv:
-            raise ValueError("empty command")
+            raise SuiteError("empty command")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+                or timeout <= 0:
+            raise SuiteError(f"timeout must be a finite positive number of seconds, not {limits.bounded_repr(timeout)}")
         self.timeout = timeout
         self.keep_dir = keep_dir
         self.supported_ops = set(supported_ops) if supported_ops is not None else (
@@ -176,9 +186,8 @@ class SubprocessImplementation:
     def query_supported_ops(self):
         """Ask ``CMD --supported-ops``; None (everything) unless it exits 0 and names known ops."""
         try:
-            done = subprocess.run(self.argv + ["--supported-ops"], capture_output=True, text=True,
-                                  timeout=min(self.timeout, 30))
-        except (OSError, subprocess.TimeoutExpired):
+            done = run_command(self.argv + ["--supported-ops"], None, min(self.timeout, 30))
+        except ImplementationError:
             return None
         ops = set(done.stdout.split())
         if done.returncode != 0 or not ops or not ops <= set(OPS):
@@ -203,7 +212,7 @@ class SubprocessImplementation:
         inputs = []
         for t in case["inputs"]:
             dst = os.path.join(in_dir, f"{t['name']}.npy")
-            shutil.copyfile(os.path.join(suite_dir, t["file"]), dst)
+            shutil.copyfile(verified_path(suite_dir, t), dst)
             inputs.append({k: t[k] for k in ("name", "dtype", "shape", "data_offset")} | {"file": dst})
         outputs = [{"name": t["name"], "dtype": t["dtype"], "shape": t["shape"],
                     "file": os.path.join(out_dir, f"{t['name']}.bin")} for t in case["outputs"]]
@@ -212,18 +221,12 @@ class SubprocessImplementation:
                    "inputs": inputs, "outputs": outputs, "out_dir": out_dir}
         if case["op"] == "model":
             request["weights"] = os.path.join(in_dir, "weights.npz")
-            shutil.copyfile(os.path.join(suite_dir, case["weights"]["file"]), request["weights"])
+            shutil.copyfile(verified_path(suite_dir, case["weights"]), request["weights"])
         with open(os.path.join(work, "request.json"), "w", encoding="utf-8") as f:
             json.dump(request, f, indent=1)
         with open(os.path.join(work, "params.txt"), "w", encoding="utf-8") as f:
             f.write(_flat_params(request))
-        try:
-            done = subprocess.run(self.argv + [os.path.join(work, "request.json"), out_dir], cwd=work,
-                                  capture_output=True, text=True, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            raise ImplementationError(f"timed out after {self.timeout} s") from None
-        except OSError as e:
-            raise ImplementationError(f"cannot run {self.argv[0]!r}: {e}") from None
+        done = run_command(self.argv + [os.path.join(work, "request.json"), out_dir], work, self.timeout)
         if done.returncode == EXIT_UNSUPPORTED:
             raise Unsupported((done.stdout + done.stderr).strip()[-200:] or "exit code 77 (unsupported)")
         if done.returncode != 0:
@@ -233,13 +236,73 @@ class SubprocessImplementation:
         for t in case["outputs"]:
             for ext in (".npy", ".bin"):
                 path = os.path.join(out_dir, t["name"] + ext)
-                if os.path.exists(path):
+                if os.path.lexists(path):
                     try:
                         results[t["name"]] = read_array(path, t["dtype"], t["shape"])
                     except (SuiteError, ValueError, OSError) as e:
-                        raise ImplementationError(f"output {t['name']!r}: {e}") from None
+                        raise ImplementationError(f"output {t['name']!r}: {str(e)[:300]}") from None
                     break
         return results
+
+
+class _Completed:
+    """What :func:`run_command` returns: returncode, stdout, stderr (text, invalid UTF-8 replaced)."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _drain(stream, sink, budget, proc):
+    """Read ``stream`` to its end, keeping what fits in the shared ``budget``; kill on overflow."""
+    for block in iter(lambda: stream.read(1 << 16), b""):
+        with budget["lock"]:
+            room = budget["left"]
+            budget["left"] -= len(block)
+        sink.append(block[:max(room, 0)])
+        if budget["left"] < 0:
+            _kill_group(proc)
+            budget["overflow"] = True
+
+
+def _kill_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole session: grandchildren too
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_command(argv, cwd, timeout):
+    """Run ``argv`` in its own process group; its whole group is killed on a timeout, when it
+    prints more than :data:`limits.MAX_CHECKER_OUTPUT_BYTES`, and once it exits (so no
+    grandchild outlives the case).  Raises :class:`ImplementationError` for those, and when it
+    cannot start."""
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+    except (OSError, ValueError) as e:
+        raise ImplementationError(f"cannot run {argv[0][:200]!r}: {e}") from None
+    budget = {"left": limits.MAX_CHECKER_OUTPUT_BYTES, "lock": threading.Lock(), "overflow": False}
+    out, err = [], []
+    readers = [threading.Thread(target=_drain, args=(s, sink, budget, proc), daemon=True)
+               for s, sink in ((proc.stdout, out), (proc.stderr, err))]
+    for r in readers:
+        r.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        proc.wait()
+        raise ImplementationError(f"timed out after {timeout} s (its whole process group was killed)") from None
+    finally:
+        _kill_group(proc)
+        for r in readers:
+            r.join(5)
+        proc.stdout.close()
+        proc.stderr.close()
+    if budget["overflow"]:
+        raise ImplementationError(f"printed more than {limits.MAX_CHECKER_OUTPUT_BYTES} bytes; killed")
+    text = lambda parts: b"".join(parts).decode("utf-8", "replace")  # noqa: E731
+    return _Completed(proc.returncode, text(out), text(err))
 
 
 def as_implementation(implementation, supported_ops=None):
@@ -250,7 +313,7 @@ def as_implementation(implementation, supported_ops=None):
         return PythonImplementation(implementation, supported_ops)
     if isinstance(implementation, (str, list, tuple)):
         return SubprocessImplementation(implementation, supported_ops)
-    raise TypeError(f"cannot use {implementation!r} as an implementation")
+    raise SuiteError(f"cannot use {limits.bounded_repr(implementation)} as an implementation")
 
 
 # ------------------------------------------------------------ comparison

@@ -17,11 +17,15 @@ from . import rounding as rules
 
 def _load_callable(spec):
     module, _, name = spec.partition(":")
+    from .suite import SuiteError
     if not module or not name:
-        raise SystemExit(f"--python needs MODULE:FUNCTION, got {spec!r}")
-    obj = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
+        raise SuiteError(f"--python needs MODULE:FUNCTION, got {spec!r}")
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        raise SuiteError(f"--python {spec}: cannot import it: {e}") from None
     return obj
 
 

@@ -17,10 +17,17 @@ The manifest records every file's ``data_offset`` (= 10 + HLEN), so a reader
 in any language can seek straight to the values.
 """
 import hashlib
+import io
 import json
 import os
+import re
 
 import numpy as np
+
+from .. import limits
+from ..errors import PromrefError
+from ..fileio import loads_json, open_regular, read_regular
+from ..limits import bounded_repr
 
 SUITE_FORMAT = "promref-conformance-suite"
 SUITE_VERSION = 1
@@ -34,7 +41,7 @@ NPY_MAGIC = b"\x93NUMPY"
 NPY_ALIGN = 64
 
 
-class SuiteError(ValueError):
+class SuiteError(PromrefError):
     """A suite directory or manifest is missing, malformed or inconsistent."""
 
 
@@ -82,28 +89,34 @@ def npy_data_offset(path):
 
 
 def read_array(path, dtype, shape):
-    """Read a tensor file: ``.npy`` (checked against dtype/shape) or raw little-endian ``.bin``."""
+    """Read a tensor file: ``.npy`` (checked against dtype/shape) or raw little-endian ``.bin``.
+
+    Only regular files of at most :data:`limits.MAX_TENSOR_FILE_BYTES` bytes are read.
+    """
     path = os.fspath(path)
     want = DTYPES[dtype]
     shape = tuple(shape)
+    raw = read_regular(path, SuiteError, "tensor file", max_bytes=limits.MAX_TENSOR_FILE_BYTES)
     if path.endswith(".npy"):
-        array = np.load(path, allow_pickle=False)
+        try:
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+        except (ValueError, EOFError, OSError, SyntaxError) as e:
+            raise SuiteError(f"{os.path.basename(path)}: not a readable .npy file: {str(e)[:200]}") from None
         if array.dtype.kind != want.kind or array.dtype.itemsize != want.itemsize:
             raise SuiteError(f"{os.path.basename(path)}: dtype {array.dtype}, expected {dtype}")
         if array.shape != shape:
             raise SuiteError(f"{os.path.basename(path)}: shape {array.shape}, expected {shape}")
         return array.astype(want.newbyteorder("="))
-    size = os.path.getsize(path)
     expected = int(np.prod(shape, dtype=np.int64)) * want.itemsize
-    if size != expected:
-        raise SuiteError(f"{os.path.basename(path)}: {size} bytes, expected {expected} "
+    if len(raw) != expected:
+        raise SuiteError(f"{os.path.basename(path)}: {len(raw)} bytes, expected {expected} "
                          f"({dtype} {list(shape)}, raw little-endian)")
-    return np.fromfile(path, dtype=want).reshape(shape).astype(want.newbyteorder("="))
+    return np.frombuffer(raw, dtype=want).reshape(shape).astype(want.newbyteorder("="))
 
 
 def sha256_file(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, SuiteError, "suite file") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -142,71 +155,139 @@ OP_INPUTS = {
 OPS = tuple(OP_INPUTS)
 
 
+#: case ids and tensor names: plain printable words, so they can never inject lines or paths
+SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,199}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _require(condition, where, message):
+    if not condition:
+        raise SuiteError(f"{where}: {message}")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def safe_file(rel, where):
+    """A manifest file name: a relative path of safe names (no '..', no absolute path)."""
+    _require(isinstance(rel, str), where, f"file must be a string, got {bounded_repr(rel)}")
+    parts = rel.split("/")
+    _require(all(SAFE_NAME.fullmatch(p) and p not in (".", "..") for p in parts), where,
+             f"file {bounded_repr(rel)} is not a plain relative path inside the suite")
+    return rel
+
+
+def _check_tensor(t, where):
+    _require(isinstance(t, dict), where, f"a tensor entry must be an object, got {bounded_repr(t)}")
+    for name in TENSOR_FIELDS:
+        _require(name in t, where, f"tensor {bounded_repr(t.get('name'))} lacks {name!r}")
+    _require(isinstance(t["name"], str) and SAFE_NAME.fullmatch(t["name"]), where,
+             f"tensor name {bounded_repr(t['name'])} must match {SAFE_NAME.pattern}")
+    safe_file(t["file"], f"{where}, tensor {t['name']!r}")
+    _require(isinstance(t["dtype"], str) and t["dtype"] in DTYPES, where,
+             f"tensor {t['name']!r} has dtype {bounded_repr(t['dtype'])}")
+    _require(isinstance(t["shape"], list) and len(t["shape"]) <= 8
+             and all(_is_int(s) and 0 <= s <= limits.MAX_TENSOR_FILE_BYTES for s in t["shape"]), where,
+             f"tensor {t['name']!r} has shape {bounded_repr(t['shape'])}")
+    _require(_is_int(t["data_offset"]) and 0 <= t["data_offset"] < 1 << 20, where,
+             f"tensor {t['name']!r} has data_offset {bounded_repr(t['data_offset'])}")
+    _require(isinstance(t["sha256"], str) and _SHA256.fullmatch(t["sha256"]), where,
+             f"tensor {t['name']!r} has sha256 {bounded_repr(t['sha256'])}")
+
+
+def _check_case(case, seen):
+    _require(isinstance(case, dict), "manifest", f"a case must be an object, got {bounded_repr(case)}")
+    cid = case.get("id")
+    _require(isinstance(cid, str) and len(cid) <= 400
+             and all(SAFE_NAME.fullmatch(p) and p not in (".", "..") for p in cid.split("/")), "manifest",
+             f"case id {bounded_repr(cid)} must be '/'-separated names matching {SAFE_NAME.pattern}")
+    where = f"case {cid!r}"
+    for name in CASE_FIELDS:
+        _require(name in case, where, f"missing field {name!r}")
+    _require(cid not in seen, where, "duplicate id")
+    seen.add(cid)
+    op = case["op"]
+    _require(isinstance(op, str) and op in OPS, where, f"unknown op {bounded_repr(op)}")
+    _require(case["kind"] == ("model" if op == "model" else "op"), where,
+             f"kind {bounded_repr(case['kind'])} does not match op {op!r}")
+    _require(case["rounding"] in ("single", "double", None), where, f"rounding {bounded_repr(case['rounding'])}")
+    params = case["params"]
+    _require(isinstance(params, dict), where, f"params must be an object, got {bounded_repr(params)}")
+    for key, value in params.items():
+        _require(SAFE_NAME.fullmatch(key) is not None, where, f"param name {bounded_repr(key)}")
+        _require(_is_int(value) or (isinstance(value, list) and len(value) <= 16 and all(_is_int(v) for v in value)),
+                 where, f"param {key!r} must be an int or a list of ints, got {bounded_repr(value)}")
+    missing = [p for p in OP_PARAMS[op] if p not in params]
+    _require(not missing, where, f"params lack {missing}")
+    for group in ("inputs", "outputs"):
+        _require(isinstance(case[group], list) and len(case[group]) <= 4096, where, f"{group} must be a list")
+        for t in case[group]:
+            _check_tensor(t, where)
+    names = [t["name"] for t in case["inputs"]]
+    _require(names == list(OP_INPUTS[op]), where, f"inputs {names}, expected {list(OP_INPUTS[op])}")
+    _require(case["outputs"], where, "no outputs")
+    out_names = [t["name"] for t in case["outputs"]]
+    _require(len(set(out_names)) == len(out_names), where, "duplicate output names")
+    if op == "model":
+        w = case.get("weights")
+        _require(isinstance(w, dict) and "file" in w, where, "model case without weights")
+        safe_file(w["file"], f"{where}, weights")
+        _require(isinstance(w.get("sha256"), str) and _SHA256.fullmatch(w["sha256"]), where,
+                 "weights lack a valid sha256")
+
+
 def check_manifest(manifest, suite_dir=None):
-    """Raise :class:`SuiteError` unless ``manifest`` follows the schema (and, given
-    ``suite_dir``, every file it names exists).  Returns the manifest."""
-    if not isinstance(manifest, dict) or manifest.get("format") != SUITE_FORMAT:
-        raise SuiteError(f"not a promref conformance manifest (format != {SUITE_FORMAT!r})")
-    if manifest.get("format_version") != SUITE_VERSION:
-        raise SuiteError(f"unsupported suite format_version {manifest.get('format_version')!r}")
+    """Raise :class:`SuiteError` unless ``manifest`` follows the schema (docs/conformance.md):
+    ids and tensor names are safe names, files are plain relative paths inside the suite, every
+    value has its type.  Given ``suite_dir``, every file must exist there as a regular file.
+    Returns the manifest."""
+    _require(isinstance(manifest, dict) and manifest.get("format") == SUITE_FORMAT, "manifest",
+             f"not a promref conformance manifest (format != {SUITE_FORMAT!r})")
+    version = manifest.get("format_version")
+    _require(_is_int(version) and version == SUITE_VERSION, "manifest",
+             f"unsupported suite format_version {bounded_repr(version)}")
     cases = manifest.get("cases")
-    if not isinstance(cases, list) or not cases:
-        raise SuiteError("manifest has no cases")
+    _require(isinstance(cases, list) and cases, "manifest", "manifest has no cases")
+    _require(len(cases) <= limits.MAX_SUITE_CASES, "manifest", f"more than {limits.MAX_SUITE_CASES} cases")
     seen = set()
     for case in cases:
-        where = f"case {case.get('id', '?')!r}"
-        for name in CASE_FIELDS:
-            if name not in case:
-                raise SuiteError(f"{where}: missing field {name!r}")
-        if case["id"] in seen:
-            raise SuiteError(f"{where}: duplicate id")
-        seen.add(case["id"])
-        op = case["op"]
-        if op not in OPS:
-            raise SuiteError(f"{where}: unknown op {op!r}")
-        if case["kind"] != ("model" if op == "model" else "op"):
-            raise SuiteError(f"{where}: kind {case['kind']!r} does not match op {op!r}")
-        if case["rounding"] not in ("single", "double", None):
-            raise SuiteError(f"{where}: rounding {case['rounding']!r}")
-        missing = [p for p in OP_PARAMS[op] if p not in case["params"]]
-        if missing:
-            raise SuiteError(f"{where}: params lack {missing}")
-        names = [t.get("name") for t in case["inputs"]]
-        if names != list(OP_INPUTS[op]):
-            raise SuiteError(f"{where}: inputs {names}, expected {list(OP_INPUTS[op])}")
-        if not case["outputs"]:
-            raise SuiteError(f"{where}: no outputs")
-        tensors = list(case["inputs"]) + list(case["outputs"])
-        if op == "model":
-            if "weights" not in case or "file" not in case["weights"]:
-                raise SuiteError(f"{where}: model case without weights")
-        for t in tensors:
-            for name in TENSOR_FIELDS:
-                if name not in t:
-                    raise SuiteError(f"{where}: tensor {t.get('name')!r} lacks {name!r}")
-            if t["dtype"] not in DTYPES:
-                raise SuiteError(f"{where}: tensor {t['name']!r} has dtype {t['dtype']!r}")
+        _check_case(case, seen)
         if suite_dir is not None:
-            files = [t["file"] for t in tensors] + ([case["weights"]["file"]] if op == "model" else [])
+            files = [t["file"] for t in case["inputs"] + case["outputs"]]
+            files += [case["weights"]["file"]] if case["op"] == "model" else []
             for rel in files:
                 if not os.path.isfile(os.path.join(suite_dir, rel)):
-                    raise SuiteError(f"{where}: file {rel!r} is missing from {suite_dir}")
+                    raise SuiteError(f"case {case['id']!r}: file {rel!r} is missing from {suite_dir}")
     return manifest
 
 
 def load_manifest(suite_dir):
-    """Read and check ``suite_dir/manifest.json``."""
-    path = os.path.join(os.fspath(suite_dir), MANIFEST)
+    """Read and check ``suite_dir/manifest.json`` (a regular file, bounded size and depth)."""
+    suite_dir = os.fspath(suite_dir)
+    path = os.path.join(suite_dir, MANIFEST)
+    if not os.path.isdir(suite_dir):
+        raise SuiteError(f"{suite_dir}: not a directory (a conformance suite is a directory)")
+    if not os.path.lexists(path):
+        raise SuiteError(f"{suite_dir}: no {MANIFEST} (not a conformance suite directory?)")
+    raw = read_regular(path, SuiteError, "suite manifest", max_bytes=limits.MAX_MANIFEST_BYTES)
     try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except FileNotFoundError:
-        raise SuiteError(f"{suite_dir}: no {MANIFEST} (not a conformance suite directory?)") from None
-    except json.JSONDecodeError as e:
+        manifest = loads_json(raw)
+    except ValueError as e:
         raise SuiteError(f"{path}: invalid JSON: {e}") from None
-    return check_manifest(manifest, os.fspath(suite_dir))
+    return check_manifest(manifest, suite_dir)
+
+
+def verified_path(suite_dir, entry):
+    """The path of a manifest file entry (``file`` + ``sha256``), after checking its hash."""
+    path = os.path.join(suite_dir, entry["file"])
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        raise SuiteError(f"{entry['file']}: sha256 {digest} does not match the manifest's {entry['sha256']} "
+                         "(the suite is corrupted)")
+    return path
 
 
 def load_case_arrays(suite_dir, entries):
-    """{name: array} for a list of tensor entries of the manifest."""
-    return {t["name"]: read_array(os.path.join(suite_dir, t["file"]), t["dtype"], t["shape"]) for t in entries}
+    """{name: array} for a list of tensor entries of the manifest, each verified against its sha256."""
+    return {t["name"]: read_array(verified_path(suite_dir, t), t["dtype"], t["shape"]) for t in entries}

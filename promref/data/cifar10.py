@@ -39,11 +39,13 @@ whose ``name`` gives that label.
 """
 
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -51,7 +53,10 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .. import limits
 from ..errors import PromrefError
+from ..fileio import open_regular
+from ..limits import bounded_repr
 
 __all__ = [
     "CIFAR10_CLASSES", "ENV_VAR", "DEFAULT_ROOT", "LAYOUT_DIRS", "OFFICIAL_SOURCES",
@@ -291,7 +296,8 @@ def _read_bin_batch(path, records_per_batch):
                 f"{path}: truncated or corrupt: its size, {size} bytes, is not a whole "
                 f"positive number of {RECORD_BYTES}-byte records (1 label byte + {IMAGE_BYTES} pixel bytes)")
         _check_count(size // RECORD_BYTES, path, records_per_batch)
-        data = path.read_bytes()
+        with open_regular(path, DatasetError, "CIFAR-10 batch") as f:
+            data = f.read(size + 1)
     except OSError as e:
         raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from e
     if len(data) != size:
@@ -312,7 +318,7 @@ def _key(d, name):
 def _read_py_batch(path, records_per_batch):
     """(planar uint8 [n, 3072], labels uint8 [n], batch label str or None) from one pickle."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, DatasetError, "CIFAR-10 batch", max_bytes=limits.MAX_MEMBER_BYTES) as f:
             obj = _RestrictedUnpickler(f, path).load()
     except DatasetError as e:
         if str(path) in str(e):
@@ -322,7 +328,7 @@ def _read_py_batch(path, records_per_batch):
         raise DatasetError(f"{path}: cannot read: {e.strerror or e}") from e
     except Exception as e:  # anything the unpickler can raise on a damaged or hostile file
         raise DatasetError(f"{path}: not a readable CIFAR-10 pickle (truncated or corrupt?): "
-                           f"{type(e).__name__}: {e}") from e
+                           f"{type(e).__name__}: {str(e)[:limits.MAX_REPR_CHARS]}") from None
 
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: a CIFAR-10 pickle holds a dict, this one a {type(obj).__name__}")
@@ -425,7 +431,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         guard = allowed.get((module, name))
         if guard is None:
             raise DatasetError(
-                f"{self._path}: refused to unpickle: it references the global {module}.{name}, "
+                f"{self._path}: refused to unpickle: it references the global "
+                f"{str(module)[:100]}.{str(name)[:100]}, "
                 f"which CIFAR-10 pickles never contain (admitted: "
                 + ", ".join(f"{m}.{n}" for m, n in ADMITTED_GLOBALS) + ")")
         return guard
@@ -439,19 +446,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def _reconstruct(self, *args):
         if (len(args) != 3 or args[0] is not _NDARRAY or args[1] != (0,)
                 or args[2] not in (b"b", "b")):
-            self._refuse(f"numpy _reconstruct called with {args!r}; CIFAR-10 pickles only use "
+            self._refuse(f"numpy _reconstruct called with {bounded_repr(args)}; CIFAR-10 pickles only use "
                          f"(numpy.ndarray, (0,), b'b')")
         return _NP_RECONSTRUCT(np.ndarray, (0,), b"b")
 
     def _dtype(self, *args):
         if not 1 <= len(args) <= 3 or args[0] not in (b"u1", "u1"):
-            self._refuse(f"numpy dtype{args!r}; CIFAR-10 pickles hold only uint8 ('u1') arrays")
+            self._refuse(f"numpy dtype{bounded_repr(args)}; CIFAR-10 pickles hold only uint8 ('u1') arrays")
         align = bool(args[1]) if len(args) > 1 else False
         return np.dtype("u1", align, True)  # copy=True: BUILD must not touch numpy's own uint8
 
     def _encode(self, *args):
         if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1"):
-            self._refuse(f"_codecs.encode called with {args!r:.200}; CIFAR-10 pickles only use "
+            self._refuse(f"_codecs.encode called with {bounded_repr(args)}; CIFAR-10 pickles only use "
                          f"encode(str, 'latin1')")
         return args[0].encode("latin-1")
 
@@ -475,8 +482,14 @@ def download_cifar10(root=None, layout="bin", url=None, md5=None, *, timeout=60.
     if url is None:
         url, default_md5 = OFFICIAL_SOURCES[layout]
         md5 = md5 or default_md5
+    if not isinstance(url, str):
+        raise DatasetError(f"url must be a string, not {type(url).__name__}")
     if not md5:
         raise DatasetError(f"download_cifar10 needs the md5 of {url} to check it")
+    if not isinstance(md5, str) or len(md5) != 32 or any(c not in "0123456789abcdefABCDEF" for c in md5):
+        raise DatasetError(f"md5 must be 32 hex digits, not {bounded_repr(md5)}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 3600:
+        raise DatasetError(f"timeout must be a number of seconds in (0, 3600], not {bounded_repr(timeout)}")
     md5 = md5.lower()
     base = cifar10_root(root)
     if base.name in LAYOUT_DIRS.values():
@@ -523,23 +536,41 @@ def download_cifar10(root=None, layout="bin", url=None, md5=None, *, timeout=60.
     return target
 
 
-def _fetch(url, out, timeout):
-    """Stream ``url`` into the open file ``out``; return the hex MD5 of what came."""
+def _fetch(url, out, timeout, max_bytes=None, deadline_s=None):
+    """Stream ``url`` into the open file ``out``; return the hex MD5 of what came.
+
+    ``timeout`` bounds each network wait; ``deadline_s`` the whole download
+    (default :data:`limits.DOWNLOAD_DEADLINE_S`), so a server dripping bytes
+    cannot hold it forever; ``max_bytes`` (default
+    :data:`limits.MAX_DOWNLOAD_BYTES`) what it may bring, so a server
+    streaming forever cannot fill the disk.  The caller deletes the partial file.
+    """
+    max_bytes = limits.MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
+    deadline = time.monotonic() + (limits.DOWNLOAD_DEADLINE_S if deadline_s is None else deadline_s)
     digest = hashlib.md5(usedforsecurity=False)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             expected = response.headers.get("Content-Length")
+            if expected is not None and expected.isdigit() and int(expected) > max_bytes:
+                raise DatasetError(f"{url} announces {expected} bytes, more than the limit of {max_bytes}")
             got = 0
             while True:
-                chunk = response.read(1 << 20)
+                chunk = response.read1(1 << 16) if hasattr(response, "read1") else response.read(1 << 16)
                 if not chunk:
                     break
+                got += len(chunk)
+                if got > max_bytes:
+                    raise DatasetError(f"download of {url} exceeds the limit of {max_bytes} bytes; stopped")
+                if time.monotonic() > deadline:
+                    raise DatasetError(f"download of {url} did not finish within its deadline "
+                                       f"({deadline_s or limits.DOWNLOAD_DEADLINE_S:g} s); stopped")
                 digest.update(chunk)
                 out.write(chunk)
-                got += len(chunk)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except DatasetError:
+        raise
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
-        raise DatasetError(f"cannot download {url}: {reason}") from e
+        raise DatasetError(f"cannot download {url}: {reason}") from None
     if expected is not None and expected.isdigit() and int(expected) != got:
         raise DatasetError(f"download of {url} is truncated: {got} of {expected} bytes")
     return digest.hexdigest()
@@ -566,9 +597,16 @@ def _safe_extract(archive, dest, url):
         raise DatasetError(f"{url}: not a gzip-compressed tar archive: {e}") from e
     with tar:
         try:
-            members = tar.getmembers()
-            for m in members:
+            members = []
+            total = 0
+            for m in tar:  # one header at a time: a huge member list is refused before it is all read
                 _check_member(m, url)
+                members.append(m)
+                total += m.size if m.isfile() else 0
+                if len(members) > limits.MAX_EXTRACT_MEMBERS:
+                    raise DatasetError(f"{url}: the archive has more than {limits.MAX_EXTRACT_MEMBERS} members")
+                if total > limits.MAX_EXTRACT_BYTES:
+                    raise DatasetError(f"{url}: the archive unpacks to more than {limits.MAX_EXTRACT_BYTES} bytes")
             if hasattr(tarfile, "data_filter"):
                 tar.extractall(dest, members=members, filter="data")
             else:  # pragma: no cover - Pythons without extraction filters

@@ -19,6 +19,10 @@ Keys left out of the file keep the Horowitz value.
 """
 import dataclasses
 import json
+
+from .. import limits
+from ..errors import PromrefError
+from ..fileio import loads_json, read_regular
 import math
 import os
 from dataclasses import dataclass
@@ -112,13 +116,10 @@ def energy_table(spec=None):
 def load_energy_table(path):
     """Read a JSON object of overrides (pJ per operation) on top of Horowitz 2014."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read energy table: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: energy table is not valid JSON: {e}") from None
+    try:  # a regular file of bounded size, strict JSON of bounded depth (promref.fileio)
+        data = loads_json(read_regular(path, PromrefError, "energy table", max_bytes=limits.MIB))
+    except ValueError as e:  # PromrefError is a ValueError too
+        raise PromrefError(f"{path}: cannot read energy table: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: energy table must be a JSON object of pJ per operation")
     data.setdefault("name", os.path.splitext(os.path.basename(path))[0])

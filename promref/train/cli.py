@@ -11,13 +11,17 @@ import argparse
 import json
 import os
 import platform
+import math
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 
 import numpy as np
 
+from ..arith import ROUNDING_MODES
+from ..errors import TrainArgumentError
 from ..evaluate import evaluate_model
 from ..format import save
 from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
@@ -105,6 +109,63 @@ def build_parser():
     return p
 
 
+def _number(name, value, lo, hi, integer=False, lo_open=False, hi_open=False):
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value < lo or value > hi \
+            or (lo_open and value == lo) or (hi_open and value == hi):
+        kind = "an integer" if integer else "a number"
+        span = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise TrainArgumentError(f"--{name.replace('_', '-')} must be {kind} in {span}, not {value!r}")
+
+
+def check_config(config):
+    """Refuse every out-of-range or unknown TrainConfig value (before any data is read or step taken)."""
+    for name, choices in (("arch", ("mobilenetv2", "dsnet")), ("scheme", ("prom", "int8")),
+                          ("rounding", ROUNDING_MODES), ("backend", ("numba", "numpy"))):
+        if getattr(config, name) not in choices:
+            raise TrainArgumentError(f"--{name} must be one of {', '.join(choices)}, not {getattr(config, name)!r}")
+    _number("width", config.width, 0, 4, lo_open=True)
+    for name in ("epochs_float", "epochs_qat"):
+        _number(name, getattr(config, name), 0, 10_000, integer=True)
+    if config.epochs_float + config.epochs_qat < 1:
+        raise TrainArgumentError("--epochs-float plus --epochs-qat must be at least 1")
+    _number("batch_size", config.batch_size, 1, 65_536, integer=True)
+    for name in ("lr", "lr_qat"):
+        _number(name, getattr(config, name), 0, 100, lo_open=True)
+    _number("momentum", config.momentum, 0, 1, hi_open=True)
+    _number("label_smoothing", config.label_smoothing, 0, 1, hi_open=True)
+    for name in ("weight_decay", "weight_decay_qat"):
+        _number(name, getattr(config, name), 0, 1)
+    _number("warmup_epochs", config.warmup_epochs, 0, max(config.epochs_float, 0), integer=True)
+    _number("bn_recalibration_batches", config.bn_recalibration_batches, 1, 1_000_000, integer=True)
+    _number("train_subset", config.train_subset, 0, 10_000_000, integer=True)
+    _number("seed", config.seed, 0, 2**32 - 1, integer=True)
+    try:
+        config.layout()
+    except (ValueError, ZeroDivisionError, OverflowError) as e:
+        raise TrainArgumentError(f"--width {config.width} gives no valid network: {e}") from None
+
+
+def check_paths(args):
+    """--out and --checkpoint-dir must be usable now, not after hours of training."""
+    if args.resume and not args.checkpoint_dir:
+        raise TrainArgumentError("--resume needs --checkpoint-dir")
+    if args.test_subset < 0:
+        raise TrainArgumentError(f"--test-subset must be 0 (all) or positive, not {args.test_subset}")
+    if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
+        raise TrainArgumentError(f"--checkpoint-dir {args.checkpoint_dir}: exists and is not a directory")
+    if args.out:
+        if os.path.isdir(args.out):
+            raise TrainArgumentError(f"--out {args.out}: is a directory; give the .npz file to write")
+        parent = os.path.dirname(os.path.abspath(args.out))
+        try:
+            os.makedirs(parent, exist_ok=True)
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as e:
+            raise TrainArgumentError(f"--out {args.out}: cannot write into {parent}: {e.strerror or e}") from None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -113,8 +174,14 @@ def main(argv=None):
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}
     for k, v in overrides.items():
         setattr(config, k, v)
+    check_config(config)
+    check_paths(args)
     *train_data, source = load_cifar10("train", root=args.data, return_source=True)
     test_data = load_cifar10("test", root=args.data)
+    images = min(config.train_subset or len(train_data[0]), len(train_data[0]))
+    if config.batch_size > images:
+        raise TrainArgumentError(f"--batch-size {config.batch_size} is larger than the {images} training images: "
+                                 "an epoch would take no step")
     if args.test_subset:
         test_data = (test_data[0][:args.test_subset], test_data[1][:args.test_subset])
     print(f"training {config.arch} (width {config.width}, scheme {config.scheme}) on "

@@ -13,7 +13,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .. import limits
+from ..errors import CheckpointError
+from ..fileio import loads_json
+from ..limits import bounded_repr
 from ..model import mobilenetv2_layout
+from ..npzread import NpzReader
 from ..progress import bar
 from .augment import crop_flip
 from .network import Network, dsnet_layout, softmax_cross_entropy
@@ -133,10 +138,83 @@ def _save_checkpoint(path, network, optimizer, meta):
     os.replace(tmp, path)  # atomic: a crash never leaves half a checkpoint
 
 
-def _load_checkpoint(path, network):
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+def _open_checkpoint(path):
+    return NpzReader(path, CheckpointError, what="checkpoint", max_members=limits.MAX_CHECKPOINT_MEMBERS,
+                     max_member_bytes=limits.MAX_CHECKPOINT_MEMBER_BYTES,
+                     max_total_bytes=limits.MAX_CHECKPOINT_TOTAL_BYTES)
+
+
+def _checkpoint_meta(reader):
+    if "meta" not in reader or reader.size("meta") > limits.MAX_META_BYTES:
+        raise CheckpointError(f"{reader.where}: no 'meta' member of at most {limits.MAX_META_BYTES} bytes")
+    raw = reader.read("meta")
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError("it must be a 1-D uint8 array")
+        meta = loads_json(raw.tobytes())
+    except ValueError as e:
+        raise CheckpointError(f"{reader.where}: member 'meta' is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int) or isinstance(meta["epoch"], bool) \
+            or not isinstance(meta.get("history"), list) or not isinstance(meta.get("config"), dict):
+        raise CheckpointError(f"{reader.where}: meta must hold an int 'epoch', a 'history' list and a 'config'")
+    return meta
+
+
+def config_differences(stored, config):
+    """Names of the TrainConfig fields in which a checkpoint's ``stored`` config differs from ``config``.
+
+    A field absent from ``stored`` (written before the field existed) compares
+    as today's default; a stored field TrainConfig does not know differs.
+    """
+    current = json.loads(json.dumps(asdict(config)))  # tuples as lists, as the checkpoint stores them
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
+    names = sorted(set(current) | set(stored))
+    return [n for n in names if n not in current or stored.get(n, defaults.get(n)) != current[n]]
+
+
+def _check_arrays(where, arrays, wanted):
+    """``arrays`` must have exactly the keys, shapes and dtypes of ``wanted``, and finite values."""
+    missing, extra = sorted(set(wanted) - set(arrays)), sorted(set(arrays) - set(wanted))
+    if missing or extra:
+        raise CheckpointError(f"{where}: does not match this network: missing {missing[:5]}"
+                              f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}")
+    for key, want in wanted.items():
+        got = arrays[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise CheckpointError(f"{where}: {key!r} is {got.dtype} {got.shape}, this network needs "
+                                  f"{want.dtype} {want.shape}")
+        if got.dtype.kind == "f" and not np.isfinite(got).all():
+            raise CheckpointError(f"{where}: {key!r} holds NaN or infinite values")
+
+
+def _load_checkpoint(path, network, config):
+    """Read and completely check ``path`` before anything of it is used; load it into ``network``.
+
+    Checked: the bounded zip (promref.npzread), the meta record, the epoch
+    against this run's epochs, the stored config against ``config`` (every
+    differing field is refused by name), every network and optimizer array's
+    name, shape, dtype and finiteness.  Returns (meta, optimizer state).
+    """
+    with _open_checkpoint(path) as reader:
+        meta = _checkpoint_meta(reader)
+        diff = config_differences(meta["config"], config)
+        if diff:
+            shown = ", ".join(f"{n} (checkpoint {bounded_repr(meta['config'].get(n))}, now "
+                              f"{bounded_repr(getattr(config, n, None))})" for n in diff[:8])
+            raise CheckpointError(f"{path}: written by another configuration; differing field(s): {shown}")
+        total = config.epochs_float + config.epochs_qat
+        if not 0 <= meta["epoch"] < total or len(meta["history"]) != meta["epoch"] + 1:
+            raise CheckpointError(f"{path}: epoch {bounded_repr(meta['epoch'])} with {len(meta['history'])} "
+                                  f"history records does not fit a run of {total} epochs")
+        net_want = network.state_dict()
+        opt_want = {f"velocity/{key}": p for key, p, _ in network.parameters()}
+        keys = set(reader.names) - {"meta"}
+        wanted = {f"net/{k}" for k in net_want} | {f"opt/{k}" for k in opt_want}
+        if keys - wanted:  # refused before any of them is inflated
+            raise CheckpointError(f"{path}: unexpected member(s) {sorted(keys - wanted)[:5]}")
+        arrays = {k: reader.read(k) for k in sorted(keys)}
+    _check_arrays(f"{path} (network)", {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}, net_want)
+    _check_arrays(f"{path} (optimizer)", {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}, opt_want)
     network.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
     return meta, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
 
@@ -146,8 +224,8 @@ def checkpoint_epochs(checkpoint_dir):
     path = os.path.join(checkpoint_dir, "last.npz") if checkpoint_dir else None
     if not path or not os.path.exists(path):
         return 0
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(z["meta"].tobytes().decode("utf-8"))["epoch"] + 1
+    with _open_checkpoint(path) as reader:
+        return _checkpoint_meta(reader)["epoch"] + 1
 
 
 def train(config, train_data, test_data, checkpoint_dir=None, resume=False, progress=None):
@@ -170,7 +248,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
     history, start_epoch, velocity = [], 0, None
     ckpt = os.path.join(checkpoint_dir, "last.npz") if checkpoint_dir else None
     if ckpt and resume and os.path.exists(ckpt):
-        meta, velocity = _load_checkpoint(ckpt, network)
+        meta, velocity = _load_checkpoint(ckpt, network, config)
         history, start_epoch = meta["history"], meta["epoch"] + 1
         progress.update(f"resumed from {ckpt} after epoch {start_epoch}", force=True)
 

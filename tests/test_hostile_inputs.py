@@ -1,0 +1,451 @@
+"""Regression tests of issue 15: one group per class of hostile input, several members each.
+
+Each input is built here (nothing downloaded); each must give a PromrefError
+subclass naming the problem, never a foreign exception, a hang or a large
+allocation.  The limits themselves live in promref/limits.py.
+"""
+import io
+import json
+import os
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import promref
+from promref import limits
+from promref.conformance.suite import SuiteError, check_manifest
+from promref.errors import CheckpointError, ImageError, PromrefError, ShapeError, WeightsFormatError
+from promref.fileio import loads_json
+from promref.format import load, save
+from promref.preprocess import load_image, resize_and_crop
+
+
+def _photo():
+    return (np.arange(40 * 56 * 3) % 251).astype(np.uint8).reshape(40, 56, 3)
+
+
+# ---------------------------------------------------------------- class 1: image decoding
+
+@pytest.mark.parametrize("fmt", ["EPS", "PDF", "ICNS", "XBM", "PCX", "TGA", "SGI"])
+def test_formats_outside_the_allow_list_are_refused_unread(tmp_path, fmt):
+    path = tmp_path / f"x.{fmt.lower()}"
+    image = Image.fromarray(_photo()).convert("1" if fmt == "XBM" else "RGB")
+    try:
+        image.save(path, fmt)
+    except (OSError, KeyError, ValueError):
+        pytest.skip(f"this Pillow cannot write {fmt}")
+    with pytest.raises(ImageError, match="supported format"):
+        load_image(path)
+
+
+def test_eps_never_runs_ghostscript(tmp_path, monkeypatch):
+    # a fake 'gs' first on PATH would leave a mark if Pillow ever ran it
+    mark = tmp_path / "ran"
+    gs = tmp_path / "gs"
+    gs.write_text(f"#!/bin/sh\ntouch {mark}\n")
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    eps = tmp_path / "x.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ImageError):
+        load_image(eps)
+    with pytest.raises(ImageError):  # a lazily opened PIL image of a foreign format
+        load_image(Image.open(eps))
+    assert not mark.exists()
+
+
+@pytest.mark.parametrize("marker", [0xC3, 0xC5, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCF])
+def test_jpeg_frames_the_decoder_cannot_decode_faithfully(tmp_path, marker):
+    buf = io.BytesIO()
+    Image.fromarray(_photo()).save(buf, "JPEG")
+    data = buf.getvalue()
+    at = data.index(b"\xff\xc0")
+    path = tmp_path / "x.jpg"
+    path.write_bytes(data[:at + 1] + bytes([marker]) + data[at + 2:])
+    with pytest.raises(ImageError, match=f"SOF{marker - 0xC0}"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP"])
+def test_allowed_formats_still_decode(tmp_path, fmt):
+    path = tmp_path / f"x.{fmt.lower()}"
+    Image.fromarray(_photo()).save(path, fmt)
+    assert load_image(path).shape == (40, 56, 3)
+
+
+# ---------------------------------------------------------------- class 2: resource limits
+
+def _npz(path, members):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def _npy(array):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_deflated_members_over_the_total_are_refused_before_inflating(tmp_path, good_file):
+    with zipfile.ZipFile(good_file) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    big = _npy(np.zeros(limits.MAX_MEMBER_BYTES - 1024, np.uint8))
+    for i in range(3):
+        members[f"junk{i}.npy"] = big
+    with pytest.raises(WeightsFormatError, match="in all"):
+        load(_npz(tmp_path / "bomb.npz", members))
+
+
+def test_unknown_member_is_refused_before_it_is_read(tmp_path, good_file, monkeypatch):
+    with zipfile.ZipFile(good_file) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    members["zzz/extra.npy"] = _npy(np.zeros(1 << 20, np.uint8))
+    path = _npz(tmp_path / "extra.npz", members)
+    read = []
+    original = promref.npzread.NpzReader.read
+    monkeypatch.setattr(promref.npzread.NpzReader, "read", lambda self, k: read.append(k) or original(self, k))
+    with pytest.raises(WeightsFormatError, match="unexpected member"):
+        load(path)
+    assert read == ["meta"]
+
+
+def test_too_many_members_and_duplicates(tmp_path, good_file, monkeypatch):
+    with zipfile.ZipFile(good_file) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    monkeypatch.setattr(limits, "MAX_MEMBERS", len(members) - 1)
+    with pytest.raises(WeightsFormatError, match="limit"):
+        load(good_file)
+    monkeypatch.undo()
+    path = tmp_path / "dup.npz"
+    with zipfile.ZipFile(path, "w") as z, pytest.warns(UserWarning):
+        for name, data in members.items():
+            z.writestr(name, data)
+        z.writestr("meta.npy", members["meta.npy"])
+    with pytest.raises(WeightsFormatError, match="twice"):
+        load(path)
+
+
+def test_overflow_proof_is_chunked(model):
+    # the proof widens at most _BOUND_CHUNK weights at a time: a large layer gives the same bound
+    from promref.validate import accumulator_bound, _BOUND_CHUNK
+    layer = next(l for l in model.layers if l.op == "conv2d")
+    full = np.abs(layer.weights.astype(np.int64) - layer.weight_zero_point).reshape(layer.out_channels, -1).sum(1)
+    x_max = max(abs(-128 - model.input.zero_point), abs(127 - model.input.zero_point))
+    assert accumulator_bound(layer, model.input.zero_point) == [abs(int(b)) + int(s) * x_max
+                                                                for b, s in zip(layer.bias, full)]
+    assert _BOUND_CHUNK <= 1 << 22
+
+
+@pytest.mark.parametrize("field,value", [("height", 32000), ("width", 65536), ("resize", 40000)])
+def test_input_sizes_over_the_limit(model, field, value):
+    setattr(model.input, field, value)
+    with pytest.raises(WeightsFormatError, match=f"input.{field}"):
+        promref.validate.validate(model)
+
+
+@pytest.mark.parametrize("shape", [(1, 1_000_000, 3), (1_000_000, 1, 3), (2, 500, 3)])
+def test_strips_are_not_resized_to_huge_images(shape):
+    with pytest.raises(ShapeError, match="aspect ratio"):
+        resize_and_crop(np.zeros(shape, np.uint8), 32, 32, resize=32)
+
+
+def test_resized_pixels_and_image_pixels_are_limited(tmp_path, monkeypatch):
+    with pytest.raises(ShapeError):
+        resize_and_crop(np.zeros((100, 100, 3), np.uint8), 32, 32, resize=limits.MAX_INPUT_SIDE + 1)
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", 100)
+    path = tmp_path / "big.png"
+    Image.new("RGB", (20, 20)).save(path)
+    with pytest.raises(ImageError, match="limit"):
+        load_image(path)
+    with pytest.raises(ShapeError, match="limit"):
+        load_image(np.zeros((20, 20, 3), np.uint8))
+
+
+def test_unpickler_refusal_never_formats_a_huge_argument(tmp_path):
+    import pickle
+    import pickletools  # noqa: F401  (documents the opcodes used)
+    from promref.data.cifar10 import DatasetError, _RestrictedUnpickler
+    huge = b"A" * 5_000_000
+    # GLOBAL _codecs.encode, then a huge bytes argument and a bad codec: the guard refuses it
+    data = (b"\x80\x02c_codecs\nencode\nq\x00" + b"B" + len(huge).to_bytes(4, "little") + huge
+            + b"X\x04\x00\x00\x00rot1\x86R.")
+    with pytest.raises(DatasetError) as info:
+        _RestrictedUnpickler(io.BytesIO(data), "x").load()
+    assert len(str(info.value)) < 1000
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' + "9" * 5000 + "}",
+                                  '{"a": 1, "a": 2}', '{"a": NaN}', b'{"a": "\xff"}'])
+def test_strict_bounded_json(text):
+    with pytest.raises(ValueError):
+        loads_json(text)
+
+
+def test_checker_output_is_capped(tmp_path, monkeypatch):
+    from promref.conformance.check import ImplementationError, run_command
+    monkeypatch.setattr(limits, "MAX_CHECKER_OUTPUT_BYTES", 1 << 16)
+    with pytest.raises(ImplementationError, match="printed more"):
+        run_command([sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 4096)"], None, 60)
+
+
+# ---------------------------------------------------------------- class 3: blocking
+
+@pytest.mark.parametrize("opener", [
+    lambda p: load(p), lambda p: load_image(p), lambda p: promref.conformance.suite.read_array(p, "int8", [1]),
+    lambda p: promref.conformance.suite.load_manifest(os.path.dirname(p)),
+])
+def test_fifo_paths_are_refused_not_blocked_on(tmp_path, opener):
+    fifo = tmp_path / "manifest.json"
+    os.mkfifo(fifo)
+    with pytest.raises(PromrefError, match="regular file"):
+        opener(str(fifo))
+
+
+def test_checker_timeout_kills_grandchildren(tmp_path):
+    from promref.conformance.check import ImplementationError, run_command
+    pidfile = tmp_path / "pid"
+    script = (f"import subprocess, sys, time\n"
+              f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+              f"open({str(pidfile)!r}, 'w').write(str(p.pid))\ntime.sleep(60)\n")
+    with pytest.raises(ImplementationError, match="timed out"):
+        run_command([sys.executable, "-c", script], None, 3)
+    pid = int(pidfile.read_text())
+    import time
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        # a killed child lingers as a zombie of its (dead) parent until init reaps it
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().split(")")[1].split()[0] == "Z":
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the grandchild survived the timeout")
+
+
+def test_download_size_cap_and_deadline(tmp_path, monkeypatch):
+    from promref.data import cifar10
+    from promref.data.cifar10 import DatasetError
+
+    class Endless(io.RawIOBase):
+        headers = {}
+
+        def read1(self, n):
+            return b"x" * n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    monkeypatch.setattr(cifar10.urllib.request, "urlopen", lambda url, timeout: Endless())
+    with pytest.raises(DatasetError, match="limit"):
+        cifar10._fetch("http://x", io.BytesIO(), 1.0, max_bytes=1 << 20)
+    with pytest.raises(DatasetError, match="deadline"):
+        cifar10._fetch("http://x", io.BytesIO(), 1.0, max_bytes=1 << 40, deadline_s=0.0)
+    with pytest.raises(DatasetError):
+        cifar10.download_cifar10(tmp_path, md5=123)
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".cifar10-download")]
+    assert leftovers == []
+
+
+# ---------------------------------------------------------------- class 4: the suite
+
+def _manifest(**case_changes):
+    tensor = {"name": "x", "file": "ops/x.npy", "dtype": "int8", "shape": [1], "data_offset": 128,
+              "sha256": "0" * 64}
+    case = {"id": "global_avgpool/a", "kind": "op", "op": "global_avgpool", "rounding": None,
+            "description": "", "params": {}, "inputs": [tensor], "outputs": [dict(tensor, name="y")]}
+    case.update(case_changes)
+    return {"format": "promref-conformance-suite", "format_version": 1, "cases": [case]}
+
+
+@pytest.mark.parametrize("change", [
+    dict(id="a\nop=evil"), dict(id=7), dict(id=["x"]), dict(id="../x"), dict(params=None),
+    dict(inputs="x"), dict(inputs=["x"]),
+    dict(inputs=[{"name": "x", "file": "../../../../etc/passwd", "dtype": "int8", "shape": [1],
+                  "data_offset": 128, "sha256": "0" * 64}]),
+    dict(inputs=[{"name": "x", "file": "/etc/passwd", "dtype": "int8", "shape": [1],
+                  "data_offset": 128, "sha256": "0" * 64}]),
+    dict(outputs=[{"name": "../y", "file": "ops/y.npy", "dtype": "int8", "shape": [1],
+                   "data_offset": 128, "sha256": "0" * 64}]),
+])
+def test_malformed_manifests_are_suite_errors(change):
+    with pytest.raises(SuiteError):
+        check_manifest(_manifest(**change))
+    assert issubclass(SuiteError, PromrefError)
+
+
+def test_a_case_that_is_a_string():
+    m = _manifest()
+    m["cases"] = ["x"]
+    with pytest.raises(SuiteError):
+        check_manifest(m)
+
+
+def test_corrupted_suite_file_is_detected(tmp_path):
+    from promref.conformance.suite import verified_path, write_npy
+    entry = write_npy(tmp_path / "x.npy", np.zeros(3, np.int8))
+    entry["file"] = "x.npy"
+    assert verified_path(str(tmp_path), entry)
+    (tmp_path / "x.npy").write_bytes((tmp_path / "x.npy").read_bytes()[:-1] + b"\x01")
+    with pytest.raises(SuiteError, match="sha256"):
+        verified_path(str(tmp_path), entry)
+
+
+# ---------------------------------------------------------------- class 6: garbage values
+
+@pytest.mark.parametrize("scale", [1.7e308, 5e-324, 1e13, 1e-13])
+def test_softmax_scale_range(model, scale):
+    model.layers[-1].out_scale = scale
+    with pytest.raises(WeightsFormatError, match="softmax"):
+        promref.validate.validate(model)
+
+
+@pytest.mark.parametrize("label", ["\ud800", "cat\x1b[31m", "a\nb", "", "x" * 1000, 7])
+def test_labels_are_printable_text(model, label):
+    model.labels = (label,) + tuple(model.labels[1:])
+    with pytest.raises(WeightsFormatError, match="labels"):
+        promref.validate.validate(model)
+
+
+# ---------------------------------------------------------------- class 8: training
+
+def _tiny_config(**kw):
+    from promref.train.loop import TrainConfig
+    return TrainConfig(arch="dsnet", dsnet_channels=(8, 8, 8), epochs_float=1, epochs_qat=0, batch_size=4, **kw)
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path):
+    from promref.train.loop import _save_checkpoint, build_network
+    from promref.train.optim import SGD
+    config = _tiny_config()
+    net = build_network(config)
+    opt = SGD(net.parameters())
+    path = str(tmp_path / "last.npz")
+    from dataclasses import asdict
+    _save_checkpoint(path, net, opt, dict(epoch=0, config=asdict(config), history=[{}]))
+    return path, config
+
+
+def _rewrite(path, change):
+    with zipfile.ZipFile(path) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    change(members)
+    with zipfile.ZipFile(path, "w") as z:
+        for k, v in members.items():
+            z.writestr(k, v)
+
+
+def _first_param(members):
+    return next(k for k in members if k.startswith("net/") and "/param/" in k)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda m: m.update({_first_param(m): _npy(np.full((1,), 1e30, np.float32))}), "needs"),
+    (lambda m: m.update({_first_param(m): _npy(np.array(np.nan, np.float32))}), "needs"),
+    (lambda m: m.pop(_first_param(m)), "missing"),
+    (lambda m: m.update({"meta.npy": _npy(np.frombuffer(json.dumps(
+        dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes()), epoch=10**6)).encode(), np.uint8))}), "epoch"),
+    (lambda m: m.update({"meta.npy": _npy(np.frombuffer(json.dumps(
+        dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes()),
+             config=dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes())["config"], lr=0.5))).encode(),
+        np.uint8))}), "lr"),
+])
+def test_checkpoints_are_checked_completely(tiny_checkpoint, change, match):
+    from promref.train.loop import _load_checkpoint, build_network
+    path, config = tiny_checkpoint
+    _rewrite(path, change)
+    with pytest.raises(CheckpointError, match=match):
+        _load_checkpoint(path, build_network(config), config)
+
+
+def test_nan_weight_and_truncated_checkpoint(tiny_checkpoint):
+    from promref.train.loop import _load_checkpoint, build_network
+    path, config = tiny_checkpoint
+    good = open(path, "rb").read()
+
+    def nan(m):
+        key = _first_param(m)
+        a = np.load(io.BytesIO(m[key]))
+        a.flat[0] = np.nan
+        m[key] = _npy(a)
+    _rewrite(path, nan)
+    with pytest.raises(CheckpointError, match="NaN"):
+        _load_checkpoint(path, build_network(config), config)
+    for data in (good[:len(good) // 2], b"\x80\x04junk", b""):
+        open(path, "wb").write(data)
+        with pytest.raises(CheckpointError):
+            _load_checkpoint(path, build_network(config), config)
+
+
+def test_absent_config_field_compares_as_todays_default(tiny_checkpoint):
+    from dataclasses import asdict
+    from promref.train.loop import TrainConfig, config_differences
+    stored = asdict(_tiny_config())
+    del stored["label_smoothing"]  # an older checkpoint without the field
+    assert config_differences(json.loads(json.dumps(stored)), _tiny_config()) == []
+    assert config_differences(json.loads(json.dumps(stored)), _tiny_config(label_smoothing=0.0)) == \
+        ["label_smoothing"]
+    assert TrainConfig().label_smoothing != 0.0
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--batch-size", "-1"], ["--epochs-float", "-1"],
+                                  ["--width", "0"], ["--width", "nan"], ["--seed", "-1"], ["--scheme", "foo"],
+                                  ["--arch", "foo"], ["--lr", "nan"], ["--rounding", "foo"], ["--resume"]])
+def test_train_arguments_refused_before_training(args, capsys):
+    from promref.cli import main
+    assert main(["train", "--data", "/nonexistent"] + args) == 2
+    assert "--" in capsys.readouterr().err
+
+
+def test_train_output_paths(tmp_path, capsys):
+    from promref.cli import main
+    assert main(["train", "--data", "/nonexistent", "--out", str(tmp_path)]) == 2
+    f = tmp_path / "file"
+    f.write_text("")
+    assert main(["train", "--data", "/nonexistent", "--checkpoint-dir", str(f)]) == 2
+
+
+# ---------------------------------------------------------------- class 9: CLI and API arguments
+
+@pytest.mark.parametrize("args", [["--width", "0"], ["--width", "-1"], ["--width", "nan"], ["--width", "5"],
+                                  ["--seed", "-1"]])
+def test_random_model_arguments(tmp_path, args, capsys):
+    from promref.cli import main
+    assert main(["random-model", str(tmp_path / "m.npz")] + args) == 2
+
+
+def test_random_model_to_a_directory_or_unwritable_place(tmp_path):
+    from promref.cli import main
+    assert main(["random-model", str(tmp_path), "--width", "0.35"]) == 2
+    assert main(["random-model", str(tmp_path / "no" / "such" / "m.npz"), "--width", "0.35"]) == 2
+
+
+def test_load_accepts_paths_bytes_and_file_objects(good_file):
+    name = load(good_file).name
+    assert load(os.fsencode(good_file)).name == name
+    with open(good_file, "rb") as f:
+        assert load(f).name == name
+    assert load(io.BytesIO(open(good_file, "rb").read())).name == name
+    for bad in (None, 3, ["x"], io.StringIO("x")):
+        with pytest.raises(WeightsFormatError):
+            load(bad)
+
+
+def test_matrix_images_and_deep_metadata(tmp_path, model):
+    assert load_image(np.matrix(np.zeros((4, 5), np.uint8))).shape == (4, 5, 3)
+    model.metadata = {"a": json.loads("[" * 100 + "]" * 100)}
+    path = tmp_path / "deep.npz"
+    save(model, path)
+    with pytest.raises(WeightsFormatError, match="nested"):
+        load(path)

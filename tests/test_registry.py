@@ -25,7 +25,7 @@ def test_name_resolves_to_the_checkout_weights():
 
 def test_paths_stay_paths(tmp_path):
     assert registry.resolve("weights/mbv2_prom.npz") == "weights/mbv2_prom.npz"
-    assert registry.resolve(tmp_path / "mbv2_prom") == str(tmp_path / "mbv2_prom")
+    assert registry.resolve(tmp_path / "mbv2_prom") == tmp_path / "mbv2_prom"   # passed on to promref.load
     assert registry.resolve("./mbv2_prom") == "./mbv2_prom"   # the way to read a file called like a model
 
 

@@ -93,7 +93,7 @@ def finish_weighted(data, layer, in_zero_point):
 
 
 def assert_same(layer, x, in_zero_point, rounding, **options):
-    expected = getattr(reference, layer.op)(x, layer, in_zero_point, rounding)
+    expected = reference.OPS[layer.op](x, layer, in_zero_point, rounding)
     got = getattr(fast, layer.op)(x, layer, in_zero_point, rounding, **options)
     assert got.dtype == np.int8 and got.shape == expected.shape
     if not np.array_equal(got, expected):

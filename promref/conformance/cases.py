@@ -27,7 +27,8 @@ import numpy as np
 from .. import arith
 from ..validate import accumulator_bound, scaled_bound
 from . import rounding as rules
-from .reference import ACCUMULATE, make_layer
+from ..kernels.reference import ACCUMULATE
+from .reference import make_layer
 
 I32_MIN, I32_MAX = arith.INT32_MIN, arith.INT32_MAX
 ROUNDINGS = ("single", "double")

@@ -24,7 +24,8 @@ from ..format import load, save
 from ..synthetic import random_model
 from . import rounding as rules
 from .cases import op_cases
-from .reference import ACCUMULATE, forward_with_rule, make_layer, reference_implementation, RuleImplementation
+from ..kernels.reference import ACCUMULATE
+from .reference import forward_with_rule, make_layer, reference_implementation, RuleImplementation
 from .suite import MANIFEST, SUITE_FORMAT, SUITE_VERSION, check_manifest, sha256_file, write_npy
 
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

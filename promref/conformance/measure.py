@@ -17,7 +17,8 @@ import numpy as np
 
 from ..kernels.reference import global_avgpool
 from ..preprocess import preprocess
-from .reference import ACCUMULATE, forward_with_rule
+from ..kernels.reference import ACCUMULATE
+from .reference import forward_with_rule
 from . import rounding as rules
 
 PAIRS = (("single", "double"), ("single", "half_even"), ("double", "half_even"),

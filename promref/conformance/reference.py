@@ -26,20 +26,10 @@ import numpy as np
 
 from .. import arith
 from ..format import load
-from ..kernels import reference as ref
-from ..kernels.reference.conv2d import conv2d_accumulate
-from ..kernels.reference.depthwise_conv2d import depthwise_conv2d_accumulate
-from ..kernels.reference.fully_connected import fully_connected_accumulate
-from ..kernels.reference.pointwise_ternary import pointwise_ternary_accumulate
+from ..kernels.reference import ACCUMULATE, OPS
 from ..model import Layer
 from . import rounding as rules
 
-ACCUMULATE = {
-    "conv2d": conv2d_accumulate,
-    "depthwise_conv2d": depthwise_conv2d_accumulate,
-    "fully_connected": fully_connected_accumulate,
-    "pointwise_ternary": pointwise_ternary_accumulate,
-}
 _KIND = {"conv2d": "stem", "pointwise_ternary": "expand", "depthwise_conv2d": "depthwise",
          "fully_connected": "classifier", "add": "add", "global_avgpool": "pool"}
 
@@ -79,7 +69,7 @@ def reference_implementation(op, inputs, params):
         return {"y": arith.requantize(inputs["acc"], inputs["multiplier"], inputs["shift"],
                                       params["out_zero_point"], params["out_min"], params["out_max"], rounding)}
     layer = make_layer(op, inputs, params)
-    kernel = getattr(ref, op)
+    kernel = OPS[op]
     if op == "add":
         y = kernel(inputs["a"], inputs["b"], layer, params["a_zero_point"], params["b_zero_point"], rounding)
     else:
@@ -93,7 +83,7 @@ def reference_implementation(op, inputs, params):
 def layer_with_rule(layer, inputs, zero_points, rule):
     """Output of one layer (int8) computed from its reference accumulator with ``rule``."""
     if layer.op == "global_avgpool":
-        return ref.global_avgpool(inputs[0], layer, zero_points[0], None)
+        return OPS["global_avgpool"](inputs[0], layer, zero_points[0], None)
     if layer.op == "add":
         m = layer.multiplier.astype(np.int64)
         s = layer.shift.astype(np.int64)

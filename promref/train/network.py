@@ -9,7 +9,7 @@ value ``q / 128`` (input scale 1/128, zero point 0).
 import numpy as np
 
 from .. import arith
-from ..engine import get_backend
+from ..engine import op_table
 from ..preprocess import pixels_to_int8
 from ..model import CIFAR10_LABELS, InputSpec, LayerShape, Model, SCHEMES
 from ..validate import validate
@@ -95,14 +95,14 @@ class Network:
             tensors = {"input": q.astype(np.float32) * np.float32(INPUT_SCALE)}
         else:
             tensors = {"input": QTensor(q, INPUT_SCALE, INPUT_ZERO_POINT)}
-            kernels = get_backend(backend)
+            ops = op_table(backend)
         for unit in self.units:
             inputs = [tensors[name] for name in unit.inputs]
             if mode == "float":
                 extra = dict(quantized_weights=quantized_weights) if isinstance(unit, ConvUnit) else {}
                 tensors[unit.name] = unit.forward_float(*inputs, training, **extra)
             else:
-                tensors[unit.name] = unit.forward_qat(*inputs, training, kernels, self.rounding)
+                tensors[unit.name] = unit.forward_qat(*inputs, training, ops, self.rounding)
         out = tensors[self.units[-1].name]
         if mode == "float":
             return out

@@ -205,9 +205,9 @@ class ConvUnit(Unit):
                       bias=bias, multiplier=multiplier, shift=shift)
         return layer, b_fold
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
-        q = getattr(kernels, layer.op)(x.q, layer, x.zero_point, rounding)
+        q = ops[layer.op](x.q, layer, x.zero_point, rounding)
         self.layer = layer
         if training:
             x_real = x.real()
@@ -264,9 +264,9 @@ class AddUnit(Unit):
                      out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
                      multiplier=multiplier, shift=shift, left_shift=arith.ADD_LEFT_SHIFT)
 
-    def forward_qat(self, a, b, training, kernels, rounding):
+    def forward_qat(self, a, b, training, ops, rounding):
         layer = self.to_layer(a.scale, b.scale)
-        q = kernels.add(a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
+        q = ops["add"](a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
         self.layer = layer
         if training:
             self.observer.update(a.real() + b.real())
@@ -299,10 +299,10 @@ class PoolUnit(Unit):
                      in_channels=self.channels, out_channels=self.channels, out_zero_point=in_zero_point,
                      out_scale=float(in_scale))
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         self._hw = x.q.shape[1:3]
         self.layer = self.to_layer(x.scale, x.zero_point)
-        return QTensor(kernels.global_avgpool(x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
+        return QTensor(ops["global_avgpool"](x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
 
     backward_qat = backward_float
 
@@ -342,9 +342,9 @@ class LinearUnit(Unit):
                      out_scale=float(out_scale), weights=w_int, weight_scale=w_scale, bias=bias,
                      multiplier=multiplier, shift=shift)
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         layer = self.to_layer(x.scale, x.zero_point)
-        q = kernels.fully_connected(x.q, layer, x.zero_point, rounding)
+        q = ops["fully_connected"](x.q, layer, x.zero_point, rounding)
         self.layer = layer
         if training:
             x_real = x.real()

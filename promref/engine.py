@@ -7,6 +7,7 @@ int8 output, and a tensor is dropped as soon as no later layer reads it
 """
 import numpy as np
 
+from . import arith
 from .errors import PromrefError, ShapeError
 from .kernels import fast, reference
 
@@ -59,9 +60,21 @@ def reader_counts(model):
     return readers
 
 
-def run(model, x, backend="numba", trace=False):
-    """int8 [N, H, W, 3] -> int8 logits [N, classes] (and {name: int8 output} if trace)."""
+def run(model, x, backend="numba", trace=False, rounding=None):
+    """int8 [N, H, W, 3] -> int8 logits [N, classes] (and {name: int8 output} if trace).
+
+    rounding: None runs the model's own mode; a mode name or a rounding rule
+    (:func:`promref.arith.rounding_rule`, e.g. a peer's from
+    :mod:`promref.conformance.rounding`) runs every requantization under it
+    instead.  Rules other than promref's two modes run on the 'numpy' backend only.
+    """
     ops = op_table(backend)
+    if rounding is None:
+        rounding = model.rounding
+    try:
+        arith.rounding_rule(rounding, modes_only=backend != "numpy")
+    except ValueError as error:
+        raise PromrefError(f"backend {backend!r}: {error}") from None
     tensors = {"input": check_input(model, x)}
     zero_points = {"input": model.input.zero_point}
     unread = reader_counts(model)
@@ -70,9 +83,9 @@ def run(model, x, backend="numba", trace=False):
         zps = [zero_points[name] for name in layer.inputs]
         op = ops[layer.op]
         if layer.op == "add":
-            out = op(inputs[0], inputs[1], layer, zps[0], zps[1], model.rounding)
+            out = op(inputs[0], inputs[1], layer, zps[0], zps[1], rounding)
         else:
-            out = op(inputs[0], layer, zps[0], model.rounding)
+            out = op(inputs[0], layer, zps[0], rounding)
         tensors[layer.name] = out
         zero_points[layer.name] = layer.out_zero_point
         for name in set(layer.inputs):

@@ -67,19 +67,38 @@ def weight_shape(layer):
     return (layer.out_channels, layer.in_channels)  # pointwise_ternary, fully_connected
 
 
+def weight_magnitude_sums(op, weights, weight_zero_point=0):
+    """``sum |w - zw|`` over each output channel's weights: int64 [Cout].
+
+    weights in the engine's layout for ``op`` (depthwise [kh, kw, C]: channels last;
+    every other op [Cout, ...]).
+    """
+    w = np.abs(weights.astype(np.int64) - weight_zero_point)
+    return w.sum(axis=(0, 1)) if op == "depthwise_conv2d" else w.reshape(w.shape[0], -1).sum(axis=1)
+
+
 def accumulator_bound(layer, in_zero_point):
     """Largest possible |int32 accumulator| per output channel, over all int8 inputs.
 
     ``|bias[o]| + sum |w[o, .] - zw| * max(|-128 - zx|, |127 - zx|)``; exact
-    Python integers (object array), so the bound itself cannot overflow.
+    Python integers (a list), so the bound itself cannot overflow.
     """
-    x_max = max(abs(arith.INT8_MIN - in_zero_point), abs(arith.INT8_MAX - in_zero_point))
-    w = layer.weights.astype(np.int64) - layer.weight_zero_point
-    if layer.op == "depthwise_conv2d":
-        weight_sum = np.abs(w).sum(axis=(0, 1))
-    else:
-        weight_sum = np.abs(w.reshape(w.shape[0], -1)).sum(axis=1)
+    x_max = arith.max_centred_input(in_zero_point)
+    weight_sum = weight_magnitude_sums(layer.op, layer.weights, layer.weight_zero_point)
     return [abs(int(b)) + int(s) * x_max for b, s in zip(layer.bias, weight_sum)]
+
+
+def bias_limit(op, weights, in_zero_point, shift):
+    """Largest |bias| per output channel that keeps :func:`accumulator_bound` within int32,
+    also after a positive (left) ``shift`` (what :func:`check_scale_input` demands): int64 [Cout].
+
+    weights: integer codes with zero point 0, in the engine's layout for ``op``;
+    shift: int [Cout].  The trainer clips its biases to this, so every exported
+    layer passes the overflow proof.
+    """
+    weight_sum = weight_magnitude_sums(op, weights)
+    room = arith.INT32_MAX >> np.maximum(np.asarray(shift, np.int64), 0)
+    return np.maximum(room - weight_sum * arith.max_centred_input(in_zero_point), 0)
 
 
 def scaled_bound(bound, multiplier, shift):
@@ -126,7 +145,7 @@ def _check_add(layer, where, zero_points):
     left = check_int(f"{where}.left_shift", layer.left_shift, 0, MAX_ADD_LEFT_SHIFT)
     total = 0
     for i, zp in enumerate(zero_points):
-        bound = max(abs(arith.INT8_MIN - zp), abs(arith.INT8_MAX - zp)) << left
+        bound = arith.max_centred_input(zp) << left
         check_scale_input(f"{where}.shift[{i}]", bound, layer.shift[i])
         total += scaled_bound(bound, layer.multiplier[i], int(layer.shift[i]))
     if total > arith.INT32_MAX:

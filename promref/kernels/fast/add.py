@@ -9,7 +9,7 @@ Elementwise, so the tensors are processed as flat arrays in chunks of
 
 The output depends only on the pair of int8 inputs, so for a validated
 (read-only, hence cached) layer the kernel builds once the table of all
-256 x 256 results -- with the very arith functions, in NumPy -- and then each
+256 x 256 results -- with the reference kernel itself, in NumPy -- and then each
 element is one look-up ``T[a + 128, b + 128]`` (64 KiB, stays in L2): exact
 by construction, and about 1.5x faster here than the int64 arithmetic per
 element (docs/performance.md).  Layers with writable arrays (never cached,
@@ -21,7 +21,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ... import arith
+from ..reference.add import add as reference_add
 from ._common import JIT, cached, is_double, requantize, scale, workers_for
 
 #: elements per job: large enough to amortise scheduling, small enough to balance threads
@@ -57,14 +57,9 @@ def add_table(layer, zero_point_a, zero_point_b, rounding):
     if layer.multiplier.flags.writeable or layer.shift.flags.writeable:
         return None
 
-    def build():
-        v = np.arange(-128, 128, dtype=np.int64)
-        m = layer.multiplier.astype(np.int64)
-        s = layer.shift.astype(np.int64)
-        ra = arith.scale_by_mode((v - zero_point_a) << layer.left_shift, m[0], s[0], rounding)
-        rb = arith.scale_by_mode((v - zero_point_b) << layer.left_shift, m[1], s[1], rounding)
-        return arith.requantize(ra[:, None] + rb[None, :], m[2], s[2], layer.out_zero_point, layer.out_min,
-                                layer.out_max, rounding).reshape(-1)
+    def build():  # the reference kernel itself, on every pair of int8 values
+        v = np.arange(-128, 128, dtype=np.int8)
+        return reference_add(v[:, None], v[None, :], layer, zero_point_a, zero_point_b, rounding).reshape(-1)
     # everything the table depends on besides the cached arrays goes into the key
     key = ("fast.add", int(zero_point_a), int(zero_point_b), rounding, int(layer.left_shift),
            int(layer.out_zero_point), int(layer.out_min), int(layer.out_max))

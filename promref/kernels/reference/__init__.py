@@ -1,6 +1,7 @@
 """The NumPy reference backend: one op per file, each a direct transcription
 of its paragraph in docs/spec.md.  Clarity first; int64 throughout, so no
 intermediate can wrap."""
+from ._common import requantize_output
 from .add import add
 from .conv2d import conv2d, conv2d_accumulate
 from .depthwise_conv2d import depthwise_conv2d, depthwise_conv2d_accumulate
@@ -27,4 +28,4 @@ ACCUMULATE = {
     "pointwise_ternary": pointwise_ternary_accumulate,
 }
 
-__all__ = ["OPS", "ACCUMULATE"] + list(OPS)
+__all__ = ["OPS", "ACCUMULATE", "requantize_output"] + list(OPS)

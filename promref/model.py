@@ -1,5 +1,6 @@
 """What a promref model is: input description, a flat list of layer records,
-and the MobileNetV2 layout (torchvision order) in two input configurations.
+and how to run it (architectures, the layer lists a model is built from, are
+in :mod:`promref.architectures`).
 
 A model is data, not code: ``Model.layers`` lists :class:`Layer` records in
 execution order; each names the layers it reads (``"input"`` is the image).
@@ -30,26 +31,6 @@ from . import arith
 KINDS = ("stem", "expand", "depthwise", "project", "last_conv", "add", "pool", "classifier")
 OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected", "add", "global_avgpool")
 WEIGHTED_OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected")
-
-#: which kinds are ternary under each quantization scheme
-SCHEMES = {
-    "prom": ("expand", "project", "last_conv"),  # every 1x1 conv; stem, depthwise, classifier int8
-    "int8": (),                                  # the uniform int8 baseline
-}
-
-#: MobileNetV2 inverted residual settings: expansion t, channels c, repeats n, stride s
-MBV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                 (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
-
-CONFIGS = {
-    # input size, classes, stem stride, stride of the second stage (c=24)
-    "imagenet": dict(size=224, classes=1000, stem_stride=2, stage2_stride=2),
-    "cifar": dict(size=32, classes=10, stem_stride=1, stage2_stride=1),
-}
-
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
-                  "dog", "frog", "horse", "ship", "truck")
-
 
 @dataclass
 class InputSpec:
@@ -150,89 +131,6 @@ class Model:
         """
         from .engine import run
         return run(self, x, backend=backend, trace=trace)
-
-
-# ------------------------------------------------------ MobileNetV2 layout
-
-
-def make_divisible(value, divisor=8):
-    """torchvision's channel rounding: nearest multiple of 8, never 10 % below."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
-
-
-@dataclass
-class LayerShape:
-    """Geometry of one layer of an architecture, before it has any weights."""
-    name: str
-    kind: str
-    op: str
-    inputs: tuple
-    in_channels: int
-    out_channels: int
-    kernel: int = 1
-    stride: int = 1
-    relu6: bool = False
-    in_size: int = 0   # spatial size (square) of the input
-    out_size: int = 0
-
-
-def mobilenetv2_layout(config="cifar", width=1.0, scheme="prom"):
-    """The layer list of MobileNetV2 (torchvision layout) -> list[LayerShape].
-
-    config: 'imagenet' (224x224, 1000 classes) or 'cifar' (32x32, stem and
-    second stage with stride 1, 10 classes); width: channel multiplier;
-    scheme: 'prom' (ternary 1x1 convs) or 'int8'.
-    """
-    if config not in CONFIGS:
-        raise ValueError(f"unknown config {config!r}; expected one of {tuple(CONFIGS)}")
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {tuple(SCHEMES)}")
-    if not (isinstance(width, (int, float)) and 0 < width <= 4):
-        raise ValueError(f"width multiplier must be in (0, 4], got {width!r}")
-    cfg = CONFIGS[config]
-    ternary = SCHEMES[scheme]
-
-    def pointwise_op(kind):
-        return "pointwise_ternary" if kind in ternary else "conv2d"
-
-    shapes = []
-    size = cfg["size"]
-
-    def add(name, kind, op, inputs, cin, cout, kernel=1, stride=1, relu6=False):
-        nonlocal size
-        out = (size + stride - 1) // stride if kernel > 1 or stride > 1 else size
-        if op in ("global_avgpool",):
-            out = 1
-        shapes.append(LayerShape(name, kind, op, tuple(inputs), cin, cout, kernel, stride, relu6, size, out))
-        size = out
-        return name
-
-    channels = make_divisible(32 * width)
-    prev = add("stem", "stem", "conv2d", ["input"], 3, channels, 3, cfg["stem_stride"], True)
-    block = 0
-    for stage, (t, c, n, s) in enumerate(MBV2_SETTINGS):
-        out_channels = make_divisible(c * width)
-        for i in range(n):
-            block += 1
-            stride = (cfg["stage2_stride"] if stage == 1 else s) if i == 0 else 1
-            block_in, block_channels = prev, channels
-            hidden = channels * t
-            if t != 1:
-                prev = add(f"b{block}.expand", "expand", pointwise_op("expand"), [prev], channels, hidden, relu6=True)
-            prev = add(f"b{block}.depthwise", "depthwise", "depthwise_conv2d", [prev], hidden, hidden, 3, stride, True)
-            prev = add(f"b{block}.project", "project", pointwise_op("project"), [prev], hidden, out_channels)
-            if stride == 1 and block_channels == out_channels:
-                prev = add(f"b{block}.add", "add", "add", [block_in, prev], out_channels, out_channels)
-            channels = out_channels
-    last = make_divisible(1280 * max(1.0, width))
-    prev = add("last_conv", "last_conv", pointwise_op("last_conv"), [prev], channels, last, relu6=True)
-    prev = add("pool", "pool", "global_avgpool", [prev], last, last)
-    add("classifier", "classifier", "fully_connected", [prev], last, cfg["classes"])
-    return shapes
-
 
 
 def tensor_shapes(model):

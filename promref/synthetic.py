@@ -14,7 +14,8 @@ import numpy as np
 
 from . import arith
 from .kernels.reference import ACCUMULATE, OPS
-from .model import CIFAR10_LABELS, CONFIGS, InputSpec, Layer, Model, mobilenetv2_layout
+from .architectures import CIFAR10_LABELS, CONFIGS, mobilenetv2_layout
+from .model import InputSpec, Layer, Model
 from .validate import validate
 
 

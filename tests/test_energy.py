@@ -14,7 +14,7 @@ from promref.energy.counts import integer_ops
 from promref.energy.measure import CountingArray, count_reference_ops, counting, summarize
 from promref.energy.report import file_contents
 from promref.kernels import reference as reference_kernels
-from promref.model import mobilenetv2_layout
+from promref.architectures import mobilenetv2_layout
 from promref.synthetic import random_model
 
 

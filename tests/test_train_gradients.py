@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from promref.engine import op_table
-from promref.model import LayerShape
+from promref.architectures import LayerShape
 from promref.train import functional as F
 from promref.train.network import Network, softmax_cross_entropy
 from promref.train.units import BN_EPS, AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor

@@ -30,7 +30,8 @@ OUT = os.path.join(REPO, "docs", "api.md")
 MODULES = (
     ("promref", "the top-level API: classify images, load and save models"),
     ("promref.arith", "integer arithmetic: rounding, requantization, weight quantizers, ternary packing"),
-    ("promref.model", "what a model is: layer records, input spec, the MobileNetV2 layout"),
+    ("promref.architectures", "what an architecture is: MobileNetV2 and the demo net's layer lists, schemes, labels"),
+    ("promref.model", "what a model is: layer records, input spec, the forward pass"),
     ("promref.format", "the .npz weights format: load (validated) and save"),
     ("promref.engine", "runs a model's layer list on a backend"),
     ("promref.preprocess", "image file -> int8 input tensor"),

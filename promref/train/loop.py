@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..model import mobilenetv2_layout
+from ..architectures import dsnet_layout, mobilenetv2_layout
 from .augment import crop_flip
-from .network import Network, dsnet_layout, softmax_cross_entropy
+from .network import Network, softmax_cross_entropy
 from .optim import SGD, cosine_lr
 from .units import BN_MOMENTUM
 

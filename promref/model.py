@@ -20,7 +20,7 @@ add                 --                      residual add, requantizes both input
 global_avgpool      --                      mean over H and W, same scale/zero point
 =================== ====================== ===================================
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
@@ -31,6 +31,27 @@ from . import arith
 KINDS = ("stem", "expand", "depthwise", "project", "last_conv", "add", "pool", "classifier")
 OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected", "add", "global_avgpool")
 WEIGHTED_OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected")
+
+#: Python annotation -> the JSON type a weights file stores it as
+_JSON_KINDS = {str: "str", int: "int", float: "float", tuple: "list"}
+
+
+def _stored(position):
+    """Field metadata: stored in the weights file's JSON layer record, at ``position``
+    (the file's key order, fixed by format version 1)."""
+    return {"record": position}
+
+
+def record_fields(cls):
+    """{field name: JSON kind ('str', 'int', 'float', 'list')} of the scalar fields of
+    :class:`Layer` or :class:`InputSpec` that a weights file stores in JSON, in the
+    file's order.  The schema lives in the dataclasses; promref.format derives its
+    field lists from here.  (Layer's arrays are stored as .npy members.)"""
+    stored = [f for f in fields(cls) if cls is InputSpec or "record" in f.metadata]
+    if cls is not InputSpec:
+        stored.sort(key=lambda f: f.metadata["record"])
+    return {f.name: _JSON_KINDS[f.type] for f in stored}
+
 
 @dataclass
 class InputSpec:
@@ -63,26 +84,26 @@ class Layer:
     Shapes: ``bias``, ``multiplier``, ``shift`` are [Cout] for weighted ops;
     for ``add`` ``multiplier`` and ``shift`` are [3] (input a, input b, output).
     """
-    name: str
-    kind: str
-    op: str
-    inputs: tuple
-    in_channels: int
-    out_channels: int
-    out_zero_point: int
-    out_min: int = arith.INT8_MIN
-    out_max: int = arith.INT8_MAX
-    out_scale: float = 1.0
-    kernel: int = 1
-    stride: int = 1
-    padding: tuple = (0, 0, 0, 0)  # top, bottom, left, right
+    name: str = field(metadata=_stored(0))
+    kind: str = field(metadata=_stored(1))
+    op: str = field(metadata=_stored(2))
+    inputs: tuple = field(metadata=_stored(3))
+    in_channels: int = field(metadata=_stored(4))
+    out_channels: int = field(metadata=_stored(5))
+    out_zero_point: int = field(metadata=_stored(10))
+    out_min: int = field(default=arith.INT8_MIN, metadata=_stored(11))
+    out_max: int = field(default=arith.INT8_MAX, metadata=_stored(12))
+    out_scale: float = field(default=1.0, metadata=_stored(9))
+    kernel: int = field(default=1, metadata=_stored(6))
+    stride: int = field(default=1, metadata=_stored(7))
+    padding: tuple = field(default=(0, 0, 0, 0), metadata=_stored(8))  # top, bottom, left, right
     weights: Optional[np.ndarray] = None
-    weight_zero_point: int = 0
+    weight_zero_point: int = field(default=0, metadata=_stored(13))
     weight_scale: Optional[np.ndarray] = None
     bias: Optional[np.ndarray] = None
     multiplier: Optional[np.ndarray] = None
     shift: Optional[np.ndarray] = None
-    left_shift: int = 0  # add only: inputs are scaled by 2**left_shift first
+    left_shift: int = field(default=0, metadata=_stored(14))  # add only: inputs are scaled by 2**left_shift first
     cache: dict = field(default_factory=dict, repr=False)  # backends' derived arrays
 
     @property

@@ -304,7 +304,7 @@ def test_add(data):
 
 
 def test_add_large_tensor():
-    """More elements than one job (add.CHUNK), so several workers share the tensor."""
+    """More elements than one job (add.ELEMENTS_PER_JOB), so several workers share the tensor."""
     rng = np.random.default_rng(0)
     a, b = (rng.integers(-128, 128, (3, 33, 33, 24)).astype(np.int8) for _ in range(2))
     m, s = arith.quantize_multipliers([0.4, 0.5, 1 / (1 << 20) / 0.8])

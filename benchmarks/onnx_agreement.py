@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from promref import load  # noqa: E402
 from promref.data.cifar10 import load_cifar10  # noqa: E402
-from promref.interop.onnx_export import build_onnx, compare, ort_session  # noqa: E402
+from promref.interop.onnx.export import build_onnx, compare, ort_session  # noqa: E402
 from promref.preprocess import pixels_to_int8  # noqa: E402
 from promref.progress import bar  # noqa: E402
 

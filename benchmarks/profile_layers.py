@@ -27,14 +27,14 @@ from promref.synthetic import random_model  # noqa: E402
 
 def promref_layer_times(model, x, repeats):
     """{layer name: median seconds}: each op timed on the inputs the engine gives it (a trace)."""
-    kernels = engine.get_backend("numba")
+    ops = engine.op_table("numba")
     _, trace = model.forward(x, backend="numba", trace=True)   # also compiles / loads the cache
     trace["input"] = x
     zero_points = {"input": model.input.zero_point}
     zero_points.update({layer.name: layer.out_zero_point for layer in model.layers})
     times = {}
     for layer in model.layers:
-        op = getattr(kernels, layer.op)
+        op = ops[layer.op]
         args = [trace[n] for n in layer.inputs] + [layer] + [zero_points[n] for n in layer.inputs]
         if layer.op != "add":
             args = [args[0], layer, args[2]]

@@ -59,7 +59,7 @@ def _torch(args):
                    nn.ReLU6(), nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
         return nn.Sequential(*layers)
 
-    from promref.model import mobilenetv2_layout
+    from promref.architectures import mobilenetv2_layout
     shapes = {s.name: s for s in mobilenetv2_layout("cifar", args.width)}
     stem = shapes["stem"]
     mods = [nn.Conv2d(3, stem.out_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(stem.out_channels), nn.ReLU6()]

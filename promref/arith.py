@@ -103,13 +103,40 @@ def scale_single(acc, multiplier, shift):
     return (acc * multiplier + (1 << (total - 1))) >> total
 
 
+#: mode name -> its scale function: the one place a model's rounding name becomes a rule
+ROUNDING_RULES = {"double": scale_double, "single": scale_single}
+
+
+def rounding_rule(rounding, modes_only=False):
+    """The scale function ``(acc, multiplier, shift) -> int64`` that ``rounding`` stands for.
+
+    rounding: a mode name (``"single"``, ``"double"``) or a *rule*: any callable
+    with the signature of :func:`scale_single` (e.g. a peer runtime's rounding
+    from :mod:`promref.conformance.rounding`), returned as is, so that the
+    reference kernels can run under it.  ``modes_only`` refuses rules (for
+    backends compiled for promref's two modes).  Unknown names: ValueError.
+    """
+    if isinstance(rounding, str) and rounding in ROUNDING_RULES:
+        return ROUNDING_RULES[rounding]
+    if callable(rounding) and not modes_only:
+        return rounding
+    raise ValueError(f"unknown rounding mode {rounding!r}; expected one of {ROUNDING_MODES}"
+                     + ("" if modes_only else " or a rounding rule (a callable)"))
+
+
 def scale_by_mode(acc, multiplier, shift, rounding):
-    """Dispatch to :func:`scale_double` or :func:`scale_single` by name."""
-    if rounding == "double":
-        return scale_double(acc, multiplier, shift)
-    if rounding == "single":
-        return scale_single(acc, multiplier, shift)
-    raise ValueError(f"unknown rounding mode {rounding!r}; expected one of {ROUNDING_MODES}")
+    """``acc * multiplier * 2**(shift - 31)`` rounded by ``rounding`` (a mode name or a rule,
+    see :func:`rounding_rule`)."""
+    return rounding_rule(rounding)(acc, multiplier, shift)
+
+
+def max_centred_input(zero_point):
+    """Largest ``|x - zero_point|`` over int8 ``x``: ``max(|-128 - zp|, |127 - zp|)`` (a Python int).
+
+    The factor every overflow bound multiplies the weights by.
+    """
+    zero_point = int(zero_point)
+    return max(abs(INT8_MIN - zero_point), abs(INT8_MAX - zero_point))
 
 
 @_jittable
@@ -123,8 +150,8 @@ def requantize(acc, multiplier, shift, zero_point, qmin, qmax, rounding):
     """int32 accumulator -> int8 output: ``clamp(zero_point + scale(acc), qmin, qmax)``.
 
     acc: int64 array; multiplier, shift: int64 per output channel (last axis);
-    zero_point, qmin, qmax: ints.  Returns int8.  ReLU6 is just a tighter
-    ``[qmin, qmax]``.
+    zero_point, qmin, qmax: ints; rounding: a mode name or a rule
+    (:func:`rounding_rule`).  Returns int8.  ReLU6 is just a tighter ``[qmin, qmax]``.
     """
     acc = np.asarray(acc, dtype=np.int64)
     scaled = scale_by_mode(acc, np.asarray(multiplier, np.int64), np.asarray(shift, np.int64), rounding)

@@ -8,7 +8,7 @@ timed runs after a warm-up.  Speed goals live here, never in timed tests.
 
 ``--vs onnxruntime`` compares the numba backend with ONNX Runtime's int8
 MobileNetV2 of the same architecture, weights and input size (the QOperator
-export, :func:`promref.interop.onnx_export.build_onnx_qoperator`, with its
+export, :func:`promref.interop.onnx.export.build_onnx_qoperator`, with its
 activations moved to uint8, see :func:`qoperator_uint8`).  For every case the
 two engines run in separate subprocesses, alternately, ``--rounds`` times;
 the table shows the median of the per-round ratios promref / ORT (time per
@@ -35,7 +35,7 @@ _ACTIVATION_INPUTS = {"QLinearConv": (2, 7), "QLinearAdd": (2, 5, 7), "QLinearGl
 def qoperator_uint8(model):
     """The QOperator graph of ``model`` with uint8 activations (``q + 128``), int8 weights.
 
-    :func:`~promref.interop.onnx_export.build_onnx_qoperator` writes int8
+    :func:`~promref.interop.onnx.export.build_onnx_qoperator` writes int8
     activations (S8S8 products).  ONNX Runtime's x86 build runs S8S8
     QLinearConv on a slow path (measured here, ORT 1.32 on an AVX-512 VNNI
     core: about 8 GMAC/s against about 140 for U8S8), while the conventional
@@ -50,7 +50,7 @@ def qoperator_uint8(model):
     import onnx
     from onnx import TensorProto, numpy_helper
 
-    from .interop.onnx_export import build_onnx_qoperator
+    from .interop.onnx.export import build_onnx_qoperator
 
     proto = build_onnx_qoperator(model)
     graph = proto.graph

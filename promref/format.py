@@ -23,7 +23,7 @@ from . import arith, limits
 from .errors import WeightsFormatError
 from .fileio import loads_json
 from .limits import bounded_repr
-from .model import InputSpec, Layer, Model, OPS, WEIGHTED_OPS
+from .model import InputSpec, Layer, Model, OPS, WEIGHTED_OPS, record_fields
 from .npzread import NpzReader
 from .validate import check_int, validate, weight_shape
 
@@ -31,10 +31,11 @@ FORMAT_NAME = "promref"
 FORMAT_VERSION = 1
 MAX_MEMBER_BYTES = limits.MAX_MEMBER_BYTES  # kept for callers; every limit lives in promref.limits
 
-_LAYER_FIELDS = ("name", "kind", "op", "inputs", "in_channels", "out_channels", "kernel", "stride",
-                 "padding", "out_scale", "out_zero_point", "out_min", "out_max", "weight_zero_point",
-                 "left_shift")
-_INPUT_FIELDS = ("height", "width", "resize", "resample", "scale", "zero_point", "mean", "std")
+#: {field: JSON kind} of a layer record and of the input record, from the dataclasses (the schema, once)
+_LAYER_KINDS = record_fields(Layer)
+_INPUT_KINDS = record_fields(InputSpec)
+_LAYER_FIELDS = tuple(_LAYER_KINDS)
+_INPUT_FIELDS = tuple(_INPUT_KINDS)
 
 
 # ------------------------------------------------------------------ save
@@ -43,8 +44,7 @@ _INPUT_FIELDS = ("height", "width", "resize", "resample", "scale", "zero_point",
 def _layer_record(layer):
     """The layer's JSON record: plain Python ints, floats and strings only."""
     record = {f: getattr(layer, f) for f in _LAYER_FIELDS}
-    for f in ("in_channels", "out_channels", "kernel", "stride", "out_zero_point", "out_min", "out_max",
-              "weight_zero_point", "left_shift"):
+    for f in (f for f, kind in _LAYER_KINDS.items() if kind == "int"):
         record[f] = int(record[f])
     record["out_scale"] = float(layer.out_scale)
     record["inputs"] = [str(i) for i in layer.inputs]
@@ -170,7 +170,7 @@ def _parse_meta(path, raw):
 def _build_input(path, meta):
     rec = _field(f"{path}: meta", meta, "input", "dict")
     where = f"{path}: input"
-    kinds = dict(zip(_INPUT_FIELDS, ("int", "int", "int", "str", "float", "int", "list", "list")))
+    kinds = _INPUT_KINDS
     values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
     _no_unknown_keys(where, rec, kinds)
     for name in ("mean", "std"):
@@ -184,9 +184,7 @@ def _build_layer(path, index, rec, reader):
     where = f"{path}: layer {index}"
     if not isinstance(rec, dict):
         raise WeightsFormatError(f"{where}: expected a JSON object")
-    kinds = dict(name="str", kind="str", op="str", inputs="list", in_channels="int", out_channels="int",
-                 kernel="int", stride="int", padding="list", out_scale="float", out_zero_point="int",
-                 out_min="int", out_max="int", weight_zero_point="int", left_shift="int")
+    kinds = _LAYER_KINDS
     values = {name: _field(where, rec, name, kind) for name, kind in kinds.items()}
     _no_unknown_keys(where, rec, kinds)
     values["inputs"] = tuple(values["inputs"])

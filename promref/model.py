@@ -1,5 +1,6 @@
 """What a promref model is: input description, a flat list of layer records,
-and the MobileNetV2 layout (torchvision order) in two input configurations.
+and how to run it (architectures, the layer lists a model is built from, are
+in :mod:`promref.architectures`).
 
 A model is data, not code: ``Model.layers`` lists :class:`Layer` records in
 execution order; each names the layers it reads (``"input"`` is the image).
@@ -19,7 +20,7 @@ add                 --                      residual add, requantizes both input
 global_avgpool      --                      mean over H and W, same scale/zero point
 =================== ====================== ===================================
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
 import numpy as np
@@ -31,24 +32,25 @@ KINDS = ("stem", "expand", "depthwise", "project", "last_conv", "add", "pool", "
 OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected", "add", "global_avgpool")
 WEIGHTED_OPS = ("conv2d", "pointwise_ternary", "depthwise_conv2d", "fully_connected")
 
-#: which kinds are ternary under each quantization scheme
-SCHEMES = {
-    "prom": ("expand", "project", "last_conv"),  # every 1x1 conv; stem, depthwise, classifier int8
-    "int8": (),                                  # the uniform int8 baseline
-}
+#: Python annotation -> the JSON type a weights file stores it as
+_JSON_KINDS = {str: "str", int: "int", float: "float", tuple: "list"}
 
-#: MobileNetV2 inverted residual settings: expansion t, channels c, repeats n, stride s
-MBV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-                 (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
-CONFIGS = {
-    # input size, classes, stem stride, stride of the second stage (c=24)
-    "imagenet": dict(size=224, classes=1000, stem_stride=2, stage2_stride=2),
-    "cifar": dict(size=32, classes=10, stem_stride=1, stage2_stride=1),
-}
+def _stored(position):
+    """Field metadata: stored in the weights file's JSON layer record, at ``position``
+    (the file's key order, fixed by format version 1)."""
+    return {"record": position}
 
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer",
-                  "dog", "frog", "horse", "ship", "truck")
+
+def record_fields(cls):
+    """{field name: JSON kind ('str', 'int', 'float', 'list')} of the scalar fields of
+    :class:`Layer` or :class:`InputSpec` that a weights file stores in JSON, in the
+    file's order.  The schema lives in the dataclasses; promref.format derives its
+    field lists from here.  (Layer's arrays are stored as .npy members.)"""
+    stored = [f for f in fields(cls) if cls is InputSpec or "record" in f.metadata]
+    if cls is not InputSpec:
+        stored.sort(key=lambda f: f.metadata["record"])
+    return {f.name: _JSON_KINDS[f.type] for f in stored}
 
 
 @dataclass
@@ -82,26 +84,26 @@ class Layer:
     Shapes: ``bias``, ``multiplier``, ``shift`` are [Cout] for weighted ops;
     for ``add`` ``multiplier`` and ``shift`` are [3] (input a, input b, output).
     """
-    name: str
-    kind: str
-    op: str
-    inputs: tuple
-    in_channels: int
-    out_channels: int
-    out_zero_point: int
-    out_min: int = arith.INT8_MIN
-    out_max: int = arith.INT8_MAX
-    out_scale: float = 1.0
-    kernel: int = 1
-    stride: int = 1
-    padding: tuple = (0, 0, 0, 0)  # top, bottom, left, right
+    name: str = field(metadata=_stored(0))
+    kind: str = field(metadata=_stored(1))
+    op: str = field(metadata=_stored(2))
+    inputs: tuple = field(metadata=_stored(3))
+    in_channels: int = field(metadata=_stored(4))
+    out_channels: int = field(metadata=_stored(5))
+    out_zero_point: int = field(metadata=_stored(10))
+    out_min: int = field(default=arith.INT8_MIN, metadata=_stored(11))
+    out_max: int = field(default=arith.INT8_MAX, metadata=_stored(12))
+    out_scale: float = field(default=1.0, metadata=_stored(9))
+    kernel: int = field(default=1, metadata=_stored(6))
+    stride: int = field(default=1, metadata=_stored(7))
+    padding: tuple = field(default=(0, 0, 0, 0), metadata=_stored(8))  # top, bottom, left, right
     weights: Optional[np.ndarray] = None
-    weight_zero_point: int = 0
+    weight_zero_point: int = field(default=0, metadata=_stored(13))
     weight_scale: Optional[np.ndarray] = None
     bias: Optional[np.ndarray] = None
     multiplier: Optional[np.ndarray] = None
     shift: Optional[np.ndarray] = None
-    left_shift: int = 0  # add only: inputs are scaled by 2**left_shift first
+    left_shift: int = field(default=0, metadata=_stored(14))  # add only: inputs are scaled by 2**left_shift first
     cache: dict = field(default_factory=dict, repr=False)  # backends' derived arrays
 
     @property
@@ -150,89 +152,6 @@ class Model:
         """
         from .engine import run
         return run(self, x, backend=backend, trace=trace)
-
-
-# ------------------------------------------------------ MobileNetV2 layout
-
-
-def make_divisible(value, divisor=8):
-    """torchvision's channel rounding: nearest multiple of 8, never 10 % below."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return new
-
-
-@dataclass
-class LayerShape:
-    """Geometry of one layer of an architecture, before it has any weights."""
-    name: str
-    kind: str
-    op: str
-    inputs: tuple
-    in_channels: int
-    out_channels: int
-    kernel: int = 1
-    stride: int = 1
-    relu6: bool = False
-    in_size: int = 0   # spatial size (square) of the input
-    out_size: int = 0
-
-
-def mobilenetv2_layout(config="cifar", width=1.0, scheme="prom"):
-    """The layer list of MobileNetV2 (torchvision layout) -> list[LayerShape].
-
-    config: 'imagenet' (224x224, 1000 classes) or 'cifar' (32x32, stem and
-    second stage with stride 1, 10 classes); width: channel multiplier;
-    scheme: 'prom' (ternary 1x1 convs) or 'int8'.
-    """
-    if config not in CONFIGS:
-        raise ValueError(f"unknown config {config!r}; expected one of {tuple(CONFIGS)}")
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown scheme {scheme!r}; expected one of {tuple(SCHEMES)}")
-    if not (isinstance(width, (int, float)) and 0 < width <= 4):
-        raise ValueError(f"width multiplier must be in (0, 4], got {width!r}")
-    cfg = CONFIGS[config]
-    ternary = SCHEMES[scheme]
-
-    def pointwise_op(kind):
-        return "pointwise_ternary" if kind in ternary else "conv2d"
-
-    shapes = []
-    size = cfg["size"]
-
-    def add(name, kind, op, inputs, cin, cout, kernel=1, stride=1, relu6=False):
-        nonlocal size
-        out = (size + stride - 1) // stride if kernel > 1 or stride > 1 else size
-        if op in ("global_avgpool",):
-            out = 1
-        shapes.append(LayerShape(name, kind, op, tuple(inputs), cin, cout, kernel, stride, relu6, size, out))
-        size = out
-        return name
-
-    channels = make_divisible(32 * width)
-    prev = add("stem", "stem", "conv2d", ["input"], 3, channels, 3, cfg["stem_stride"], True)
-    block = 0
-    for stage, (t, c, n, s) in enumerate(MBV2_SETTINGS):
-        out_channels = make_divisible(c * width)
-        for i in range(n):
-            block += 1
-            stride = (cfg["stage2_stride"] if stage == 1 else s) if i == 0 else 1
-            block_in, block_channels = prev, channels
-            hidden = channels * t
-            if t != 1:
-                prev = add(f"b{block}.expand", "expand", pointwise_op("expand"), [prev], channels, hidden, relu6=True)
-            prev = add(f"b{block}.depthwise", "depthwise", "depthwise_conv2d", [prev], hidden, hidden, 3, stride, True)
-            prev = add(f"b{block}.project", "project", pointwise_op("project"), [prev], hidden, out_channels)
-            if stride == 1 and block_channels == out_channels:
-                prev = add(f"b{block}.add", "add", "add", [block_in, prev], out_channels, out_channels)
-            channels = out_channels
-    last = make_divisible(1280 * max(1.0, width))
-    prev = add("last_conv", "last_conv", pointwise_op("last_conv"), [prev], channels, last, relu6=True)
-    prev = add("pool", "pool", "global_avgpool", [prev], last, last)
-    add("classifier", "classifier", "fully_connected", [prev], last, cfg["classes"])
-    return shapes
-
 
 
 def tensor_shapes(model):

@@ -13,20 +13,10 @@ in the file are made consistent with the multipliers
 import numpy as np
 
 from . import arith
-from .kernels import reference as ref
-from .kernels.reference.conv2d import conv2d_accumulate
-from .kernels.reference.depthwise_conv2d import depthwise_conv2d_accumulate
-from .kernels.reference.fully_connected import fully_connected_accumulate
-from .kernels.reference.pointwise_ternary import pointwise_ternary_accumulate
-from .model import CIFAR10_LABELS, CONFIGS, InputSpec, Layer, Model, mobilenetv2_layout
+from .kernels.reference import ACCUMULATE, OPS
+from .architectures import CIFAR10_LABELS, CONFIGS, mobilenetv2_layout
+from .model import InputSpec, Layer, Model
 from .validate import validate
-
-ACCUMULATE = {
-    "conv2d": conv2d_accumulate,
-    "depthwise_conv2d": depthwise_conv2d_accumulate,
-    "fully_connected": fully_connected_accumulate,
-    "pointwise_ternary": pointwise_ternary_accumulate,
-}
 
 
 def _weights(rng, shape_layer, weight_shape):
@@ -97,7 +87,7 @@ def random_model(config="cifar", width=0.35, scheme="prom", seed=0, rounding=ari
             layer.out_max = min(127, -128 + int(np.floor(6.0 / layer.out_scale + 0.5)))
         elif shape.op in ACCUMULATE and shape.kind != "classifier":
             layer.out_zero_point = int(rng.integers(-10, 11))
-        tensors[layer.name] = getattr(ref, layer.op)(
+        tensors[layer.name] = OPS[layer.op](
             *[tensors[i] for i in layer.inputs], layer,
             *[zero_points[i] for i in layer.inputs], rounding)
         scales[layer.name], zero_points[layer.name] = layer.out_scale, layer.out_zero_point

@@ -84,26 +84,43 @@ def weight_shape(layer):
     return (layer.out_channels, layer.in_channels)  # pointwise_ternary, fully_connected
 
 
+def weight_magnitude_sums(op, weights, weight_zero_point=0):
+    """``sum |w - zw|`` over each output channel's weights: int64 [Cout].
+
+    weights in the engine's layout for ``op`` (depthwise [kh, kw, C]: channels last;
+    every other op [Cout, ...]).  The weights are widened to int64 in chunks of at
+    most ``_BOUND_CHUNK`` elements, so the proof never allocates more than a few MB
+    whatever the layer's size.
+    """
+    w = weights.reshape(-1, weights.shape[-1]).T if op == "depthwise_conv2d" else weights.reshape(weights.shape[0], -1)
+    rows = max(1, _BOUND_CHUNK // max(1, w.shape[1]))
+    sums = [np.abs(w[start:start + rows].astype(np.int64) - weight_zero_point).sum(axis=1)
+            for start in range(0, w.shape[0], rows)]
+    return np.concatenate(sums) if sums else np.zeros(0, np.int64)
+
+
 def accumulator_bound(layer, in_zero_point):
     """Largest possible |int32 accumulator| per output channel, over all int8 inputs.
 
     ``|bias[o]| + sum |w[o, .] - zw| * max(|-128 - zx|, |127 - zx|)``; exact
-    Python integers, so the bound itself cannot overflow.  The weights are
-    widened in chunks of at most ``_BOUND_CHUNK`` elements, so the proof never
-    allocates more than a few MB whatever the layer's size.
+    Python integers (a list), so the bound itself cannot overflow.
     """
-    x_max = max(abs(arith.INT8_MIN - in_zero_point), abs(arith.INT8_MAX - in_zero_point))
-    w = layer.weights
-    if layer.op == "depthwise_conv2d":
-        w = w.reshape(-1, w.shape[-1]).T  # [C, k*k]: one row per output channel
-    else:
-        w = w.reshape(w.shape[0], -1)
-    rows = max(1, _BOUND_CHUNK // max(1, w.shape[1]))
-    weight_sum = []
-    for start in range(0, w.shape[0], rows):
-        part = np.abs(w[start:start + rows].astype(np.int64) - layer.weight_zero_point)
-        weight_sum.extend(int(s) for s in part.sum(axis=1))
-    return [abs(int(b)) + s * x_max for b, s in zip(layer.bias, weight_sum)]
+    x_max = arith.max_centred_input(in_zero_point)
+    weight_sum = weight_magnitude_sums(layer.op, layer.weights, layer.weight_zero_point)
+    return [abs(int(b)) + int(s) * x_max for b, s in zip(layer.bias, weight_sum)]
+
+
+def bias_limit(op, weights, in_zero_point, shift):
+    """Largest |bias| per output channel that keeps :func:`accumulator_bound` within int32,
+    also after a positive (left) ``shift`` (what :func:`check_scale_input` demands): int64 [Cout].
+
+    weights: integer codes with zero point 0, in the engine's layout for ``op``;
+    shift: int [Cout].  The trainer clips its biases to this, so every exported
+    layer passes the overflow proof.
+    """
+    weight_sum = weight_magnitude_sums(op, weights)
+    room = arith.INT32_MAX >> np.maximum(np.asarray(shift, np.int64), 0)
+    return np.maximum(room - weight_sum * arith.max_centred_input(in_zero_point), 0)
 
 
 def scaled_bound(bound, multiplier, shift):
@@ -150,7 +167,7 @@ def _check_add(layer, where, zero_points):
     left = check_int(f"{where}.left_shift", layer.left_shift, 0, MAX_ADD_LEFT_SHIFT)
     total = 0
     for i, zp in enumerate(zero_points):
-        bound = max(abs(arith.INT8_MIN - zp), abs(arith.INT8_MAX - zp)) << left
+        bound = arith.max_centred_input(zp) << left
         check_scale_input(f"{where}.shift[{i}]", bound, layer.shift[i])
         total += scaled_bound(bound, layer.multiplier[i], int(layer.shift[i]))
     if total > arith.INT32_MAX:

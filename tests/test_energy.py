@@ -14,7 +14,7 @@ from promref.energy.counts import integer_ops
 from promref.energy.measure import CountingArray, count_reference_ops, counting, summarize
 from promref.energy.report import file_contents
 from promref.kernels import reference as reference_kernels
-from promref.model import mobilenetv2_layout
+from promref.architectures import mobilenetv2_layout
 from promref.synthetic import random_model
 
 
@@ -134,9 +134,11 @@ def test_ternary_layers_do_not_multiply_and_skip_zeros(cifar_prom):
 
 def test_counter_restores_everything_and_refuses_unknown_arithmetic():
     before = {op: getattr(reference_kernels, op) for op in reference_kernels.__all__}
+    table = dict(reference_kernels.OPS)
     requantize = arith.requantize
     with counting():
         assert arith.requantize is not requantize
+        assert reference_kernels.OPS["conv2d"] is not table["conv2d"]
         a = np.arange(6).reshape(2, 3).view(CountingArray)
         with pytest.raises(TypeError, match="einsum is not instrumented"):
             np.einsum("ij->i", a)
@@ -145,6 +147,7 @@ def test_counter_restores_everything_and_refuses_unknown_arithmetic():
                 pass
     assert arith.requantize is requantize
     assert {op: getattr(reference_kernels, op) for op in reference_kernels.__all__} == before
+    assert reference_kernels.OPS == table
 
 
 # ------------------------------------------------------------------ energy

@@ -93,7 +93,7 @@ def finish_weighted(data, layer, in_zero_point):
 
 
 def assert_same(layer, x, in_zero_point, rounding, **options):
-    expected = getattr(reference, layer.op)(x, layer, in_zero_point, rounding)
+    expected = reference.OPS[layer.op](x, layer, in_zero_point, rounding)
     got = getattr(fast, layer.op)(x, layer, in_zero_point, rounding, **options)
     assert got.dtype == np.int8 and got.shape == expected.shape
     if not np.array_equal(got, expected):
@@ -304,7 +304,7 @@ def test_add(data):
 
 
 def test_add_large_tensor():
-    """More elements than one job (add.CHUNK), so several workers share the tensor."""
+    """More elements than one job (add.ELEMENTS_PER_JOB), so several workers share the tensor."""
     rng = np.random.default_rng(0)
     a, b = (rng.integers(-128, 128, (3, 33, 33, 24)).astype(np.int8) for _ in range(2))
     m, s = arith.quantize_multipliers([0.4, 0.5, 1 / (1 << 20) / 0.8])

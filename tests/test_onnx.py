@@ -1,4 +1,4 @@
-"""ONNX Runtime as a peer: promref.interop.onnx_export.
+"""ONNX Runtime as a peer: promref.interop.onnx.
 
 * The exact export (``export_onnx``): ONNX Runtime must reproduce promref's
   NumPy reference backend bit for bit, at the logits and at every layer, for
@@ -29,8 +29,8 @@ ort = pytest.importorskip("onnxruntime", reason="the ONNX export tests need 'onn
 from onnx import TensorProto, helper  # noqa: E402
 
 from promref import arith  # noqa: E402
-from promref.interop import onnx_ops as ops  # noqa: E402
-from promref.interop.onnx_export import (OnnxExportError, build_onnx, build_onnx_qoperator, compare,  # noqa: E402
+from promref.interop.onnx import ops  # noqa: E402
+from promref.interop.onnx.export import (OnnxExportError, build_onnx, build_onnx_qoperator, compare,  # noqa: E402
                                          export_onnx, export_onnx_qoperator, main, ort_session, run_onnx)
 from promref.kernels import reference as ref  # noqa: E402
 from promref.preprocess import preprocess  # noqa: E402

@@ -24,7 +24,7 @@ import pytest
 from promref import format as fmt
 from promref.data.cifar10 import load_cifar10
 from promref.evaluate import evaluate_model
-from promref.model import SCHEMES
+from promref.architectures import SCHEMES
 from promref.preprocess import pixels_to_int8
 from promref.train import TrainConfig, train
 from promref.train.loop import Progress, build_network, recalibrate_batch_norm

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from promref.engine import get_backend
-from promref.model import LayerShape
+from promref.engine import op_table
+from promref.architectures import LayerShape
 from promref.train import functional as F
 from promref.train.network import Network, softmax_cross_entropy
 from promref.train.units import BN_EPS, AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor
@@ -452,13 +452,13 @@ def test_network_float_backward_directional(training, seed=0):
 # ------------------------------------------------------------------ QAT
 
 
-KERNELS = get_backend("numpy")
+KERNELS = op_table("numpy")
 
 
 def test_int8_pointwise_layer_uses_engine_weight_layout():
     unit = conv_unit("pointwise", 4, 3, 1, True, 2)
     x = QTensor(np.arange(-8, 8, dtype=np.int8).reshape(1, 2, 2, 4), 0.02, -128)
-    out = unit.forward_qat(x, False, get_backend("numpy"), "single")
+    out = unit.forward_qat(x, False, op_table("numpy"), "single")
     assert unit.layer.op == "conv2d" and unit.layer.weights.shape == (3, 1, 1, 4)
     assert out.q.shape == (1, 2, 2, 3)
 

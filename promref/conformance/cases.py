@@ -27,7 +27,8 @@ import numpy as np
 from .. import arith
 from ..validate import accumulator_bound, scaled_bound
 from . import rounding as rules
-from .reference import ACCUMULATE, make_layer
+from ..kernels.reference import ACCUMULATE
+from .reference import make_layer
 
 I32_MIN, I32_MAX = arith.INT32_MIN, arith.INT32_MAX
 ROUNDINGS = ("single", "double")
@@ -87,7 +88,7 @@ def check_add(inputs, params):
     m, s, left = inputs["multiplier"], inputs["shift"], params["left_shift"]
     total = 0
     for i, zp in enumerate((params["a_zero_point"], params["b_zero_point"])):
-        bound = max(abs(-128 - zp), abs(127 - zp)) << left
+        bound = arith.max_centred_input(zp) << left
         if bound << max(int(s[i]), 0) > I32_MAX:
             raise CaseError(f"add input {i}: {bound} << {s[i]} overflows int32")
         total += scaled_bound(bound, m[i], int(s[i]))

@@ -26,7 +26,9 @@ from ..registry import DEFAULT_MODEL, available, model_path
 from ..synthetic import random_model
 from . import rounding as rules
 from .cases import op_cases
-from .reference import ACCUMULATE, forward_with_rule, make_layer, reference_implementation, RuleImplementation
+from ..kernels.reference import ACCUMULATE
+from ..kernels.reference.add import add_accumulate, add_centred_inputs
+from .reference import forward_with_rule, make_layer, reference_implementation, RuleImplementation
 from .suite import MANIFEST, SUITE_FORMAT, SUITE_VERSION, check_manifest, sha256_file, write_npy
 
 #: the shipped model's weights file, None where this installation lacks it (promref/registry.py)
@@ -62,11 +64,11 @@ def _requant_stages(op, inputs, params, rounding):
     if op == "requantize":
         stages = [(inputs["acc"].astype(np.int64), inputs["multiplier"], inputs["shift"])]
     elif op == "add":
-        m, s, left = inputs["multiplier"], inputs["shift"], params["left_shift"]
-        a = (inputs["a"].astype(np.int64) - params["a_zero_point"]) << left
-        b = (inputs["b"].astype(np.int64) - params["b_zero_point"]) << left
-        ra, rb = rules.scale(rounding, a, m[0], s[0]), rules.scale(rounding, b, m[1], s[1])
-        stages = [(a, m[0], s[0]), (b, m[1], s[1]), (ra + rb, m[2], s[2])]
+        m, s = inputs["multiplier"], inputs["shift"]
+        layer, zero_points = make_layer(op, inputs, params), (params["a_zero_point"], params["b_zero_point"])
+        a, b = add_centred_inputs(inputs["a"], inputs["b"], layer, *zero_points)
+        total = add_accumulate(inputs["a"], inputs["b"], layer, *zero_points, rounding)
+        stages = [(a, m[0], s[0]), (b, m[1], s[1]), (total, m[2], s[2])]
     elif op in ACCUMULATE:
         layer = make_layer(op, inputs, params)
         stages = [(ACCUMULATE[op](inputs["x"], layer, params["in_zero_point"]), inputs["multiplier"],

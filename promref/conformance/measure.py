@@ -15,9 +15,10 @@ import os
 
 import numpy as np
 
-from ..kernels.reference import global_avgpool
+from ..kernels.reference import ACCUMULATE, OPS, requantize_output
+from ..kernels.reference.add import add_accumulate
 from ..preprocess import preprocess
-from .reference import ACCUMULATE, forward_with_rule
+from .reference import forward_with_rule
 from . import rounding as rules
 
 PAIRS = (("single", "double"), ("single", "half_even"), ("double", "half_even"),
@@ -50,22 +51,19 @@ def _empty_stats():
 
 
 def _layer_outputs(layer, inputs, zero_points):
-    """{rule: int8 output} of one requantizing layer, and the number of exact ties (single rounding)."""
+    """{rule: int8 output} of one requantizing layer, and the number of exact ties (single rounding).
+
+    Every output is the reference kernel's own: the accumulator is computed
+    once, then requantized as the kernel does, under each rule."""
     if layer.op == "add":
-        m, s = layer.multiplier.astype(np.int64), layer.shift.astype(np.int64)
-        a = (inputs[0].astype(np.int64) - zero_points[0]) << layer.left_shift
-        b = (inputs[1].astype(np.int64) - zero_points[1]) << layer.left_shift
-        out, ties = {}, 0
-        for rule in RULE_NAMES:
-            acc = rules.scale(rule, a, m[0], s[0]) + rules.scale(rule, b, m[1], s[1])
-            out[rule] = rules.requantize(rule, acc, m[2], s[2], layer.out_zero_point, layer.out_min, layer.out_max)
-            if rule == "single":
-                ties = int(rules.exact_ties(acc, m[2], s[2]).sum())
-        return out, ties
-    acc = ACCUMULATE[layer.op](inputs[0], layer, zero_points[0])
-    out = {rule: rules.requantize(rule, acc, layer.multiplier, layer.shift, layer.out_zero_point,
-                                  layer.out_min, layer.out_max) for rule in RULE_NAMES}
-    return out, int(rules.exact_ties(acc, layer.multiplier, layer.shift).sum())
+        out = {rule: OPS["add"](*inputs, layer, *zero_points, rules.rule(rule)) for rule in RULE_NAMES}
+        acc = add_accumulate(*inputs, layer, *zero_points, "single")
+        m, s = layer.multiplier[2], layer.shift[2]
+    else:
+        acc = ACCUMULATE[layer.op](inputs[0], layer, zero_points[0])
+        out = {rule: requantize_output(acc, layer, rules.rule(rule)) for rule in RULE_NAMES}
+        m, s = layer.multiplier, layer.shift
+    return out, int(rules.exact_ties(acc, m, s).sum())
 
 
 def measure(model, x, stats=None, batch=8):
@@ -84,7 +82,7 @@ def measure(model, x, stats=None, batch=8):
             ins = [tensors[n] for n in layer.inputs]
             zps = [zero_points[n] for n in layer.inputs]
             if layer.op == "global_avgpool":
-                tensors[layer.name] = global_avgpool(ins[0], layer, zps[0], None)
+                tensors[layer.name] = OPS["global_avgpool"](ins[0], layer, zps[0], None)
             else:
                 out, ties = _layer_outputs(layer, ins, zps)
                 tensors[layer.name] = out[model.rounding]

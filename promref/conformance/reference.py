@@ -17,29 +17,19 @@ to have cases skipped.
 
 :func:`reference_implementation` is the oracle itself: promref's NumPy
 reference kernels and ``Model.forward(backend="numpy")``.  The golden outputs
-are produced by it.  :class:`RuleImplementation` recomputes the same ops from
-the reference *accumulators* with any rounding rule of
+are produced by it.  :class:`RuleImplementation` runs the same reference
+kernels (and engine) under any rounding rule of
 :mod:`promref.conformance.rounding`; with ``"single"``/``"double"`` it agrees
 with the oracle, with ``"half_even"`` it is the deliberately wrong peer.
 """
-import numpy as np
 
 from .. import arith
+from ..engine import run
 from ..format import load
-from ..kernels import reference as ref
-from ..kernels.reference.conv2d import conv2d_accumulate
-from ..kernels.reference.depthwise_conv2d import depthwise_conv2d_accumulate
-from ..kernels.reference.fully_connected import fully_connected_accumulate
-from ..kernels.reference.pointwise_ternary import pointwise_ternary_accumulate
+from ..kernels.reference import OPS
 from ..model import Layer
 from . import rounding as rules
 
-ACCUMULATE = {
-    "conv2d": conv2d_accumulate,
-    "depthwise_conv2d": depthwise_conv2d_accumulate,
-    "fully_connected": fully_connected_accumulate,
-    "pointwise_ternary": pointwise_ternary_accumulate,
-}
 _KIND = {"conv2d": "stem", "pointwise_ternary": "expand", "depthwise_conv2d": "depthwise",
          "fully_connected": "classifier", "add": "add", "global_avgpool": "pool"}
 
@@ -68,57 +58,42 @@ def make_layer(op, inputs, params):
                  multiplier=inputs["multiplier"], shift=inputs["shift"])
 
 
-def reference_implementation(op, inputs, params):
-    """The oracle: promref's reference kernels (see the module docstring for the interface)."""
-    rounding = params.get("rounding")
+def run_case(op, inputs, params, rounding=None):
+    """One case through promref's reference kernels (the engine's 'numpy' backend for models).
+
+    rounding: None for the case's own (``params["rounding"]``; a model's own
+    mode for ``"model"``), else a mode name or a rounding rule that every
+    requantization uses instead (:func:`promref.arith.rounding_rule`).
+    """
     if op == "model":
-        model = load(params["weights"])
-        _, trace = model.forward(inputs["x"], backend="numpy", trace=True)
+        _, trace = run(load(params["weights"]), inputs["x"], backend="numpy", trace=True, rounding=rounding)
         return dict(trace)
+    if rounding is None:
+        rounding = params.get("rounding")
     if op == "requantize":
         return {"y": arith.requantize(inputs["acc"], inputs["multiplier"], inputs["shift"],
                                       params["out_zero_point"], params["out_min"], params["out_max"], rounding)}
     layer = make_layer(op, inputs, params)
-    kernel = getattr(ref, op)
     if op == "add":
-        y = kernel(inputs["a"], inputs["b"], layer, params["a_zero_point"], params["b_zero_point"], rounding)
+        y = OPS[op](inputs["a"], inputs["b"], layer, params["a_zero_point"], params["b_zero_point"], rounding)
     else:
-        y = kernel(inputs["x"], layer, params.get("in_zero_point", 0), rounding)
+        y = OPS[op](inputs["x"], layer, params.get("in_zero_point", 0), rounding)
     return {"y": y}
 
 
-# ------------------------------------------------- the same ops, any rounding rule
-
-
-def layer_with_rule(layer, inputs, zero_points, rule):
-    """Output of one layer (int8) computed from its reference accumulator with ``rule``."""
-    if layer.op == "global_avgpool":
-        return ref.global_avgpool(inputs[0], layer, zero_points[0], None)
-    if layer.op == "add":
-        m = layer.multiplier.astype(np.int64)
-        s = layer.shift.astype(np.int64)
-        ra = rules.scale(rule, (inputs[0].astype(np.int64) - zero_points[0]) << layer.left_shift, m[0], s[0])
-        rb = rules.scale(rule, (inputs[1].astype(np.int64) - zero_points[1]) << layer.left_shift, m[1], s[1])
-        return rules.requantize(rule, ra + rb, m[2], s[2], layer.out_zero_point, layer.out_min, layer.out_max)
-    acc = ACCUMULATE[layer.op](inputs[0], layer, zero_points[0])
-    return rules.requantize(rule, acc, layer.multiplier, layer.shift, layer.out_zero_point,
-                            layer.out_min, layer.out_max)
+def reference_implementation(op, inputs, params):
+    """The oracle: promref's reference kernels (see the module docstring for the interface)."""
+    return run_case(op, inputs, params)
 
 
 def forward_with_rule(model, x, rule):
-    """Run ``model`` on int8 images with every requantization done by ``rule``.
+    """Run ``model`` on int8 images with every requantization done by ``rule`` (a name in
+    :data:`promref.conformance.rounding.RULES`): the reference engine under a peer's rounding.
 
     Returns {layer name: int8 output}.  With the model's own rounding mode this
     equals ``model.forward(x, backend="numpy", trace=True)[1]``.
     """
-    tensors = {"input": x}
-    zero_points = {"input": model.input.zero_point}
-    for layer in model.layers:
-        tensors[layer.name] = layer_with_rule(layer, [tensors[n] for n in layer.inputs],
-                                              [zero_points[n] for n in layer.inputs], rule)
-        zero_points[layer.name] = layer.out_zero_point
-    del tensors["input"]
-    return tensors
+    return run(model, x, backend="numpy", trace=True, rounding=rules.rule(rule))[1]
 
 
 class RuleImplementation:
@@ -135,19 +110,7 @@ class RuleImplementation:
         return f"RuleImplementation({self.rule!r})"
 
     def __call__(self, op, inputs, params):
-        if op == "model":
-            model = load(params["weights"])
-            return forward_with_rule(model, inputs["x"], self.rule)
-        if op == "requantize":
-            return {"y": rules.requantize(self.rule, inputs["acc"], inputs["multiplier"], inputs["shift"],
-                                          params["out_zero_point"], params["out_min"], params["out_max"])}
-        layer = make_layer(op, inputs, params)
-        if op == "add":
-            y = layer_with_rule(layer, [inputs["a"], inputs["b"]],
-                                [params["a_zero_point"], params["b_zero_point"]], self.rule)
-        else:
-            y = layer_with_rule(layer, [inputs["x"]], [params.get("in_zero_point", 0)], self.rule)
-        return {"y": y}
+        return run_case(op, inputs, params, rules.rule(self.rule))
 
 
 def half_even_implementation():

@@ -83,17 +83,24 @@ RULES = {
 }
 
 
-def scale(rule, acc, multiplier, shift):
+def rule(name):
+    """The scale function of the rule called ``name``: a rounding rule that
+    :func:`promref.arith.rounding_rule` accepts, so the reference kernels and
+    the engine (``engine.run(..., rounding=rule(name))``) run under it."""
+    if not isinstance(name, str) or name not in RULES:
+        raise ValueError(f"unknown rounding rule {name!r}; expected one of {tuple(RULES)}")
+    return RULES[name][0]
+
+
+def scale(name, acc, multiplier, shift):
     """``acc * M * 2**(shift - 31)`` under the named rule (int64)."""
-    if rule not in RULES:
-        raise ValueError(f"unknown rounding rule {rule!r}; expected one of {tuple(RULES)}")
-    return RULES[rule][0](np.asarray(acc, np.int64), np.asarray(multiplier, np.int64),
-                          np.asarray(shift, np.int64))
+    return arith.scale_by_mode(np.asarray(acc, np.int64), np.asarray(multiplier, np.int64),
+                               np.asarray(shift, np.int64), rule(name))
 
 
-def requantize(rule, acc, multiplier, shift, zero_point, qmin, qmax):
+def requantize(name, acc, multiplier, shift, zero_point, qmin, qmax):
     """``clamp(zero_point + scale(acc), qmin, qmax)`` as int8, under the named rule."""
-    return arith.clamp(scale(rule, acc, multiplier, shift) + zero_point, qmin, qmax).astype(np.int8)
+    return arith.requantize(acc, multiplier, shift, zero_point, qmin, qmax, rule(name))
 
 
 def exact_ties(acc, multiplier, shift):

@@ -54,6 +54,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .. import limits
+from ..architectures import CIFAR10_LABELS
 from ..errors import PromrefError
 from ..fileio import open_regular
 from ..limits import bounded_repr
@@ -64,8 +65,8 @@ __all__ = [
     "cifar10_available", "cifar10_root", "find_cifar10",
 ]
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck")
+#: the dataset's class names in label order (the one tuple, promref.architectures.CIFAR10_LABELS)
+CIFAR10_CLASSES = CIFAR10_LABELS
 
 ENV_VAR = "PROMREF_CIFAR10"
 DEFAULT_ROOT = Path("~") / ".cache" / "promref" / "cifar10"

@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..errors import PromrefError
-from ..model import CONFIGS as MODEL_CONFIGS, SCHEMES
+from ..architectures import CONFIGS as MODEL_CONFIGS, SCHEMES
 from .accounting import PRESETS, Accounting, accounting as make_accounting
 from .report import format_grid, format_report, option_grid, paper_comparison, report
 from .tables import energy_table

@@ -33,7 +33,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..model import Model, mobilenetv2_layout
+from ..architectures import mobilenetv2_layout
+from ..model import Model
 
 #: kinds whose layers are 1x1 convolutions in MobileNetV2
 POINTWISE_KINDS = ("expand", "project", "last_conv")

@@ -243,10 +243,12 @@ def counting():
         saved.append((module, name, getattr(module, name)))
         setattr(module, name, value)
 
+    table = reference_kernels.OPS   # what the engine dispatches through
+    kernels = dict(table)
     try:
         _ACTIVE = _Tally()
-        for op in reference_kernels.__all__:
-            patch(reference_kernels, op, _counted_kernel(op, getattr(reference_kernels, op)))
+        for op, kernel in kernels.items():
+            table[op] = _counted_kernel(op, kernel)
         patch(arith, "requantize", _counted_arith(("requantize", "int32"), arith.requantize,
                                                   lambda acc, m, s, *rest: _size_of_broadcast(acc, m, s)))
         patch(arith, "scale_by_mode", _counted_arith(("rescale", "int32"), arith.scale_by_mode,
@@ -255,6 +257,7 @@ def counting():
                                                       lambda total, count: _size_of_broadcast(total)))
         yield _ACTIVE
     finally:
+        table.update(kernels)
         for module, name, value in reversed(saved):
             setattr(module, name, value)
         _ACTIVE = None

@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 
 from ..format import load
-from ..model import Model, mobilenetv2_layout
+from ..architectures import mobilenetv2_layout
+from ..model import Model
 from .accounting import PRESETS, Accounting, accounting as make_accounting
 from .counts import LayerGeometry, float_ops, format_table, geometry, integer_ops
 from .tables import DESCRIPTIONS, OPERATIONS, EnergyTable, energy_table

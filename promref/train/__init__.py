@@ -5,6 +5,7 @@ forward runs the integer engine's own kernels, so the trained network and its
 export agree bit for bit.
 """
 from .loop import TrainConfig, evaluate, train
-from .network import Network, dsnet_layout
+from ..architectures import dsnet_layout
+from .network import Network
 
 __all__ = ["TrainConfig", "train", "evaluate", "Network", "dsnet_layout"]

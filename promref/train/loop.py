@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import limits
+from ..architectures import dsnet_layout, mobilenetv2_layout
 from ..errors import CheckpointError
 from ..fileio import loads_json
 from ..limits import bounded_repr
-from ..model import mobilenetv2_layout
 from ..npzread import NpzReader
 from ..progress import bar
 from .augment import crop_flip
-from .network import Network, dsnet_layout, softmax_cross_entropy
+from .network import Network, softmax_cross_entropy
 from .optim import SGD, cosine_lr
 from .units import BN_MOMENTUM
 

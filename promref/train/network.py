@@ -2,39 +2,22 @@
 state (parameters, batch-norm statistics, activation ranges) and export.
 
 The graph is the same flat list the engine runs (``LayerShape`` records from
-:func:`promref.model.mobilenetv2_layout` or :func:`dsnet_layout`).  Inputs are
+:func:`promref.architectures.mobilenetv2_layout` or :func:`~promref.architectures.dsnet_layout`).  Inputs are
 uint8 images [N, H, W, 3]; the network sees ``q = pixel - 128`` as the real
 value ``q / 128`` (input scale 1/128, zero point 0).
 """
 import numpy as np
 
 from .. import arith
-from ..engine import get_backend
+from ..engine import op_table
 from ..preprocess import pixels_to_int8
-from ..model import CIFAR10_LABELS, InputSpec, LayerShape, Model, SCHEMES
+from ..architectures import CIFAR10_LABELS, SCHEMES
+from ..model import InputSpec, Model
 from ..validate import validate
 from .units import AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor
 
 INPUT_SCALE = 1.0 / 128.0
 INPUT_ZERO_POINT = 0
-
-
-def dsnet_layout(channels=(32, 64, 128), classes=10, size=32):
-    """A small depthwise-separable net for the demo: stem, then per stage a
-    depthwise 3x3 (stride 2 after the first) and a pointwise ReLU6 conv."""
-    shapes = [LayerShape("stem", "stem", "conv2d", ("input",), 3, 16, 3, 1, True, size, size)]
-    prev, cin = "stem", 16
-    for i, cout in enumerate(channels):
-        stride = 1 if i == 0 else 2
-        out = (size + stride - 1) // stride
-        shapes.append(LayerShape(f"s{i}.depthwise", "depthwise", "depthwise_conv2d", (prev,), cin, cin, 3,
-                                 stride, True, size, out))
-        shapes.append(LayerShape(f"s{i}.pointwise", "expand", "conv2d", (f"s{i}.depthwise",), cin, cout, 1, 1,
-                                 True, out, out))
-        prev, cin, size = f"s{i}.pointwise", cout, out
-    shapes.append(LayerShape("pool", "pool", "global_avgpool", (prev,), cin, cin, in_size=size, out_size=1))
-    shapes.append(LayerShape("classifier", "classifier", "fully_connected", ("pool",), cin, classes))
-    return shapes
 
 
 def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
@@ -95,14 +78,14 @@ class Network:
             tensors = {"input": q.astype(np.float32) * np.float32(INPUT_SCALE)}
         else:
             tensors = {"input": QTensor(q, INPUT_SCALE, INPUT_ZERO_POINT)}
-            kernels = get_backend(backend)
+            ops = op_table(backend)
         for unit in self.units:
             inputs = [tensors[name] for name in unit.inputs]
             if mode == "float":
                 extra = dict(quantized_weights=quantized_weights) if isinstance(unit, ConvUnit) else {}
                 tensors[unit.name] = unit.forward_float(*inputs, training, **extra)
             else:
-                tensors[unit.name] = unit.forward_qat(*inputs, training, kernels, self.rounding)
+                tensors[unit.name] = unit.forward_qat(*inputs, training, ops, self.rounding)
         out = tensors[self.units[-1].name]
         if mode == "float":
             return out

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import arith
 from ..model import Layer
+from ..validate import bias_limit
 from . import functional as F
 from .quantizers import RELU6_SCALE, RELU6_ZERO_POINT, RangeObserver, quantize_weights
 
@@ -44,15 +45,6 @@ class QTensor(NamedTuple):
 
 def _he(rng, shape, fan_in):
     return (rng.normal(0.0, np.sqrt(2.0 / fan_in), size=shape)).astype(np.float32)
-
-
-def _bias_bound(w_int, zero_point, shift, depthwise=False):
-    """Largest |bias| per output channel that keeps validate.accumulator_bound within
-    int32, also after a positive (left) ``shift``."""
-    x_max = max(abs(-128 - zero_point), abs(127 - zero_point))
-    w = np.abs(w_int.astype(np.int64))
-    weight_sum = w.sum(axis=(0, 1)) if depthwise else w.reshape(w.shape[0], -1).sum(axis=1)
-    return np.maximum((arith.INT32_MAX >> np.maximum(shift.astype(np.int64), 0)) - weight_sum * x_max, 0)
 
 
 class Unit:
@@ -193,7 +185,7 @@ class ConvUnit(Unit):
         out_scale, out_zp, lo, hi = self.out_qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
         multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
-        bound = _bias_bound(w_int, in_zero_point, shift, self.op == "depthwise_conv2d")
+        bound = bias_limit(self.op, w_int, in_zero_point, shift)
         bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
         op = "pointwise_ternary" if self.ternary else self.op
         if op == "conv2d" and self.kernel == 1:
@@ -205,9 +197,9 @@ class ConvUnit(Unit):
                       bias=bias, multiplier=multiplier, shift=shift)
         return layer, b_fold
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
-        q = getattr(kernels, layer.op)(x.q, layer, x.zero_point, rounding)
+        q = ops[layer.op](x.q, layer, x.zero_point, rounding)
         self.layer = layer
         if training:
             x_real = x.real()
@@ -264,9 +256,9 @@ class AddUnit(Unit):
                      out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
                      multiplier=multiplier, shift=shift, left_shift=arith.ADD_LEFT_SHIFT)
 
-    def forward_qat(self, a, b, training, kernels, rounding):
+    def forward_qat(self, a, b, training, ops, rounding):
         layer = self.to_layer(a.scale, b.scale)
-        q = kernels.add(a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
+        q = ops["add"](a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
         self.layer = layer
         if training:
             self.observer.update(a.real() + b.real())
@@ -299,10 +291,10 @@ class PoolUnit(Unit):
                      in_channels=self.channels, out_channels=self.channels, out_zero_point=in_zero_point,
                      out_scale=float(in_scale))
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         self._hw = x.q.shape[1:3]
         self.layer = self.to_layer(x.scale, x.zero_point)
-        return QTensor(kernels.global_avgpool(x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
+        return QTensor(ops["global_avgpool"](x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
 
     backward_qat = backward_float
 
@@ -335,16 +327,16 @@ class LinearUnit(Unit):
         out_scale, out_zp = self.observer.qparams()
         acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)
         multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
-        bound = _bias_bound(w_int, in_zero_point, shift)
+        bound = bias_limit("fully_connected", w_int, in_zero_point, shift)
         bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
         return Layer(name=self.name, kind="classifier", op="fully_connected", inputs=self.inputs,
                      in_channels=self.cin, out_channels=self.cout, out_zero_point=out_zp,
                      out_scale=float(out_scale), weights=w_int, weight_scale=w_scale, bias=bias,
                      multiplier=multiplier, shift=shift)
 
-    def forward_qat(self, x, training, kernels, rounding):
+    def forward_qat(self, x, training, ops, rounding):
         layer = self.to_layer(x.scale, x.zero_point)
-        q = kernels.fully_connected(x.q, layer, x.zero_point, rounding)
+        q = ops["fully_connected"](x.q, layer, x.zero_point, rounding)
         self.layer = layer
         if training:
             x_real = x.real()

@@ -16,14 +16,14 @@
 # 4. the resulting cost split, as a plot, and how much the answer depends on what is counted.
 #
 # No weights are needed: all counts follow from the layer geometry
-# (`promref.model.mobilenetv2_layout`) and are computed by `promref.energy`.
+# (`promref.architectures.mobilenetv2_layout`) and are computed by `promref.energy`.
 
 # %%
 import matplotlib.pyplot as plt
 
 from promref.energy import HOROWITZ_45NM, layer_op_rows, mobilenetv2_report, paper_comparison
 from promref.energy.plot import KIND_COLOURS, cost_split_plot
-from promref.model import mobilenetv2_layout
+from promref.architectures import mobilenetv2_layout
 
 # %% [markdown]
 # ## 1. Where MobileNetV2 spends its MACs

@@ -39,7 +39,7 @@ import promref
 from promref import arith
 from promref.data import CIFAR10_CLASSES, cifar10_available, load_cifar10
 from promref.evaluate import evaluate_model
-from promref.model import LayerShape
+from promref.architectures import LayerShape
 from promref.preprocess import pixels_to_int8
 from promref.train import TrainConfig, evaluate
 from promref.train.augment import crop_flip

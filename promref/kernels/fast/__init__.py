@@ -25,4 +25,14 @@ from .fully_connected import fully_connected
 from .global_avgpool import global_avgpool
 from .pointwise_ternary import pointwise_ternary
 
-__all__ = ["add", "conv2d", "depthwise_conv2d", "fully_connected", "global_avgpool", "pointwise_ternary"]
+#: op name -> kernel, the same names as :data:`promref.kernels.reference.OPS`
+OPS = {
+    "add": add,
+    "conv2d": conv2d,
+    "depthwise_conv2d": depthwise_conv2d,
+    "fully_connected": fully_connected,
+    "global_avgpool": global_avgpool,
+    "pointwise_ternary": pointwise_ternary,
+}
+
+__all__ = ["OPS"] + list(OPS)

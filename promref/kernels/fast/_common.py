@@ -135,9 +135,7 @@ def requant_arrays(layer):
 
 def is_double(rounding):
     """'double' -> True, 'single' -> False; anything else is an error (as in arith)."""
-    if rounding not in arith.ROUNDING_MODES:
-        raise ValueError(f"unknown rounding mode {rounding!r}; expected one of {arith.ROUNDING_MODES}")
-    return rounding == "double"
+    return arith.rounding_rule(rounding, modes_only=True) is arith.scale_double
 
 
 def output_size(size, kernel, stride, pad_before, pad_after):

@@ -16,7 +16,7 @@ masked ``vpaddw`` / ``vpsubw`` does).  It does not skip zero weights, so it
 does more additions than the row sums, but in long, fully vectorised loops.
 
 Exactness is the row kernel's argument: ``part`` (int16) sums at most
-CHUNK = 255 terms of magnitude <= 128; ``acc`` (int32) is bounded by the
+``INT16_EXACT_TERMS`` = 255 terms of magnitude <= 128; ``acc`` (int32) is bounded by the
 loader's accumulator bound; the folded bias is added in int64.
 """
 import numba
@@ -25,8 +25,9 @@ from numba import prange
 
 from ._common import JIT, cached, requantize_channels
 
-#: input channels summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
-CHUNK = 255
+#: int8 terms (|x| <= 128) an int16 partial sum holds exactly: 255 * 128 < 2**15; both ternary
+#: kernels sum this many input channels (or rows) in int16 before adding to the int32 total
+INT16_EXACT_TERMS = 255
 
 
 def masks(layer):
@@ -48,10 +49,10 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
         for p in range(worker, pixels, workers):
             for o in range(cout):
                 acc[o] = 0
-            for c0 in range(0, cin, CHUNK):
+            for c0 in range(0, cin, INT16_EXACT_TERMS):
                 for o in range(cout):
                     part[o] = 0
-                for c in range(c0, min(c0 + CHUNK, cin)):
+                for c in range(c0, min(c0 + INT16_EXACT_TERMS, cin)):
                     xc = np.int16(x[p, c])
                     up, down = plus[c], minus[c]
                     for o in range(cout):   # int16 throughout (casts keep Numba from widening to int64)

@@ -5,11 +5,11 @@ quantized ADD structure::
     y  = clamp(zy + scale(ra + rb, My, sy), lo, hi)
 
 Elementwise, so the tensors are processed as flat arrays in chunks of
-``CHUNK`` elements, one chunk per job.
+``ELEMENTS_PER_JOB`` elements, one chunk per job.
 
 The output depends only on the pair of int8 inputs, so for a validated
 (read-only, hence cached) layer the kernel builds once the table of all
-256 x 256 results -- with the very arith functions, in NumPy -- and then each
+256 x 256 results -- with the reference kernel itself, in NumPy -- and then each
 element is one look-up ``T[a + 128, b + 128]`` (64 KiB, stays in L2): exact
 by construction, and about 1.5x faster here than the int64 arithmetic per
 element (docs/performance.md).  Layers with writable arrays (never cached,
@@ -21,21 +21,21 @@ import numba
 import numpy as np
 from numba import prange
 
-from ... import arith
+from ..reference.add import add as reference_add
 from ._common import JIT, cached, is_double, requantize, scale, workers_for
 
 #: elements per job: large enough to amortise scheduling, small enough to balance threads
-CHUNK = 1 << 14
+ELEMENTS_PER_JOB = 1 << 14
 
 
 @numba.njit(**JIT)
 def _add(a, b, za, zb, left_shift, ma, sa, mb, sb, my, sy, zero_point, lo, hi, double, workers, out):
     """a, b: int8 [size] -> out: int8 [size]."""
     size = a.shape[0]
-    jobs = (size + CHUNK - 1) // CHUNK
+    jobs = (size + ELEMENTS_PER_JOB - 1) // ELEMENTS_PER_JOB
     for worker in prange(workers):
         for job in range(worker, jobs, workers):
-            for i in range(job * CHUNK, min(job * CHUNK + CHUNK, size)):
+            for i in range(job * ELEMENTS_PER_JOB, min(job * ELEMENTS_PER_JOB + ELEMENTS_PER_JOB, size)):
                 ra = scale((np.int64(a[i]) - za) << left_shift, ma, sa, double)
                 rb = scale((np.int64(b[i]) - zb) << left_shift, mb, sb, double)
                 out[i] = requantize(ra + rb, my, sy, zero_point, lo, hi, double)
@@ -45,10 +45,10 @@ def _add(a, b, za, zb, left_shift, ma, sa, mb, sb, my, sy, zero_point, lo, hi, d
 def _add_table(a, b, table, workers, out):
     """a, b: int8 [size] -> out[i] = table[(a[i] + 128) * 256 + b[i] + 128]."""
     size = a.shape[0]
-    jobs = (size + CHUNK - 1) // CHUNK
+    jobs = (size + ELEMENTS_PER_JOB - 1) // ELEMENTS_PER_JOB
     for worker in prange(workers):
         for job in range(worker, jobs, workers):
-            for i in range(job * CHUNK, min(job * CHUNK + CHUNK, size)):
+            for i in range(job * ELEMENTS_PER_JOB, min(job * ELEMENTS_PER_JOB + ELEMENTS_PER_JOB, size)):
                 out[i] = table[(np.int32(a[i]) + 128) * 256 + (np.int32(b[i]) + 128)]
 
 
@@ -57,14 +57,9 @@ def add_table(layer, zero_point_a, zero_point_b, rounding):
     if layer.multiplier.flags.writeable or layer.shift.flags.writeable:
         return None
 
-    def build():
-        v = np.arange(-128, 128, dtype=np.int64)
-        m = layer.multiplier.astype(np.int64)
-        s = layer.shift.astype(np.int64)
-        ra = arith.scale_by_mode((v - zero_point_a) << layer.left_shift, m[0], s[0], rounding)
-        rb = arith.scale_by_mode((v - zero_point_b) << layer.left_shift, m[1], s[1], rounding)
-        return arith.requantize(ra[:, None] + rb[None, :], m[2], s[2], layer.out_zero_point, layer.out_min,
-                                layer.out_max, rounding).reshape(-1)
+    def build():  # the reference kernel itself, on every pair of int8 values
+        v = np.arange(-128, 128, dtype=np.int8)
+        return reference_add(v[:, None], v[None, :], layer, zero_point_a, zero_point_b, rounding).reshape(-1)
     # everything the table depends on besides the cached arrays goes into the key
     key = ("fast.add", int(zero_point_a), int(zero_point_b), rounding, int(layer.left_shift),
            int(layer.out_zero_point), int(layer.out_min), int(layer.out_max))
@@ -77,7 +72,7 @@ def add(a, b, layer, zero_point_a, zero_point_b, rounding):
     out = np.empty(a.shape, np.int8)
     size = a.size
     flat = (np.ascontiguousarray(a).reshape(size), np.ascontiguousarray(b).reshape(size))
-    workers = workers_for(-(-size // CHUNK), 4 * size)
+    workers = workers_for(-(-size // ELEMENTS_PER_JOB), 4 * size)
     table = add_table(layer, zero_point_a, zero_point_b, rounding)
     if table is not None:
         _add_table(*flat, table, workers, out.reshape(size))

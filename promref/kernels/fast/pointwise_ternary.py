@@ -30,7 +30,7 @@ vectorises over output channels instead.
 
 Why the narrow integers are exact:
 
-* ``part`` (int16) sums at most ``CHUNK = 255`` int8 rows:
+* ``part`` (int16) sums at most ``INT16_EXACT_TERMS = 255`` int8 rows:
   ``|part| <= 255 * 128 = 32640 < 2**15``; an output channel with at most
   255 non-zero weights (every one with Cin <= 255) is requantized straight
   from ``part``;
@@ -46,10 +46,7 @@ from numba.extending import register_jitable
 
 from ._common import (BLOCK, JIT, cached, channel_group, is_double, lanes_for, load_block, pixel_block,
                       requant_arrays, requantize_row, store_block, workers_for)
-from ._ternary_masked import masks, pointwise_ternary_masked
-
-#: rows summed in int16 before they are added to the int32 total: 255 * 128 < 2**15
-CHUNK = 255
+from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
 #: up to this many pixels per call the masked kernel is faster: 1.6-2.1x at 16 pixels
 #: (batch 1, 4 x 4), 0.4-0.9x at 64 (docs/performance.md)
@@ -113,7 +110,7 @@ def subtract_rows(xt, rows, start, stop, part, lanes):
 def chunk_sum(xt, rows, first, mid, last, part, lanes):
     """part[q] = sum_{j in [first, mid)} xt[rows[j], q] - sum_{j in [mid, last)} xt[rows[j], q], in int16.
 
-    At most CHUNK rows (``last - first <= CHUNK``), so the int16 sum is exact.
+    At most INT16_EXACT_TERMS rows (``last - first <= INT16_EXACT_TERMS``), so the int16 sum is exact.
     """
     for q in range(lanes):
         part[q] = 0
@@ -125,13 +122,13 @@ def chunk_sum(xt, rows, first, mid, last, part, lanes):
 def signed_row_sum(xt, rows, start, mid, stop, part, acc, lanes):
     """acc[q] = sum_{j in [start, mid)} xt[rows[j], q] - sum_{j in [mid, stop)} xt[rows[j], q].
 
-    The rows are taken CHUNK at a time into the int16 ``part`` (twice the
+    The rows are taken INT16_EXACT_TERMS at a time into the int16 ``part`` (twice the
     lanes of int32 per instruction), which is then added to the int32 ``acc``.
     """
     for q in range(lanes):
         acc[q] = 0
-    for first in range(start, stop, CHUNK):
-        last = min(first + CHUNK, stop)
+    for first in range(start, stop, INT16_EXACT_TERMS):
+        last = min(first + INT16_EXACT_TERMS, stop)
         chunk_sum(xt, rows, first, min(max(first, mid), last), last, part, lanes)
         for q in range(lanes):
             acc[q] += part[q]
@@ -165,7 +162,7 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
             lanes = lanes_for(count)
             load_block(x, p0, count, xt, scratch)
             for o in range(o0, o1):
-                if ptr[o + 1] - ptr[o] <= CHUNK:    # one chunk: the int16 sum is the whole sum
+                if ptr[o + 1] - ptr[o] <= INT16_EXACT_TERMS:    # one chunk: the int16 sum is the whole sum
                     chunk_sum(xt, rows, ptr[o], mid[o], ptr[o + 1], part, lanes)
                     requantize_row(part, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
                                    yt[o - o0], lanes)

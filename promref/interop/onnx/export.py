@@ -10,7 +10,7 @@ Two exports, for two purposes (docs/onnx.md has the details):
     classifier), both with the input and weight zero points; the
     requantization is int64 ``Mul``/``Add`` plus a floor division by a power
     of two done as a ``BitShift`` on a non-negative uint64
-    (:mod:`promref.interop.onnx_ops`); the clamp is ``Max``/``Min``; the
+    (:mod:`promref.interop.onnx.ops`); the clamp is ``Max``/``Min``; the
     residual add follows TFLite's ADD structure in integers; the global
     average pool is an int64 ``ReduceSum`` and a rounding division on
     non-negative values.  Nothing in the graph is floating point.  Input: int8
@@ -36,7 +36,7 @@ Both need the ``onnx`` package; running them needs ``onnxruntime``
 (:func:`ort_session`, :func:`run_onnx`, :func:`compare`).  Neither is
 imported by the rest of promref.
 
-Command line: ``python -m promref.interop.onnx_export WEIGHTS.npz OUT.onnx
+Command line: ``python -m promref.interop.onnx WEIGHTS.npz OUT.onnx
 [--qoperator] [--every-layer]``.
 """
 import argparse
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import PromrefError
-from ..model import tensor_shapes
-from ..validate import validate
+from ...errors import PromrefError
+from ...model import tensor_shapes
+from ...validate import validate
 
 __all__ = ["OnnxExportError", "OPSET", "MS_OPSET", "build_onnx", "export_onnx", "build_onnx_qoperator",
            "export_onnx_qoperator", "ort_session", "run_onnx", "compare", "TensorDiff", "OnnxAgreement"]
@@ -173,7 +173,7 @@ def build_onnx(model, every_layer=False, unsigned_products=UNSIGNED_PRODUCTS):
     onnx = _onnx()
     from onnx import TensorProto
 
-    from . import onnx_ops as ops
+    from . import ops
 
     validate(model)  # the exactness argument rests on the loader's overflow proof
     b = ops.GraphBuilder()
@@ -263,7 +263,7 @@ def build_onnx_qoperator(model, every_layer=False, isolated=False):
     onnx = _onnx()
     from onnx import TensorProto, helper
 
-    from . import onnx_ops as ops
+    from . import ops
 
     validate(model)
     b = ops.GraphBuilder()
@@ -492,9 +492,9 @@ def compare(model, session, x, backend="numpy", batch=8, agreement=None):
 
 
 def main(argv=None):
-    from ..format import load
+    from ...format import load
 
-    p = argparse.ArgumentParser(prog="python -m promref.interop.onnx_export",
+    p = argparse.ArgumentParser(prog="python -m promref.interop.onnx",
                                 description="Export a promref weights file to ONNX.")
     p.add_argument("weights", help="promref weights file (.npz)")
     p.add_argument("out", help="ONNX file to write")

@@ -2,7 +2,7 @@
 
 This is :mod:`promref.arith` transcribed into a graph: the requantization in
 both rounding modes, the residual add's rescaling and the global average's
-rounding division.  :mod:`promref.interop.onnx_export` uses these blocks to
+rounding division.  :mod:`promref.interop.onnx.export` uses these blocks to
 lay out whole models; docs/onnx.md explains why each one is exact.
 
 Only operators whose integer semantics the ONNX specification pins down are
@@ -33,7 +33,7 @@ exact because ``2**62`` is a multiple of ``2**n`` and ``|v| < 2**62``.
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
-from .. import arith
+from ... import arith
 
 __all__ = ["GraphBuilder", "OFFSET_BITS", "scale", "requantize", "clamp_to_int8", "global_average",
            "floor_shift_constants"]

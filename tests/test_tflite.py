@@ -19,9 +19,9 @@ import struct
 import numpy as np
 import pytest
 
-from promref.interop.tflite_import import (TfliteImportError, activation_range, add_parameters,
-                                           conv_multipliers, mean_parameters, quantize_multiplier,
-                                           same_padding)
+from promref.interop.tflite.prepare import (TfliteImportError, activation_range, add_parameters,
+                                            conv_multipliers, mean_parameters, quantize_multiplier,
+                                            same_padding)
 
 DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 MODELS = ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")
@@ -369,7 +369,7 @@ def litert():
 @pytest.fixture(params=["numpy", "numba"])
 def backend(request):
     """promref backend under test: numpy (the reference) always, numba when it is available."""
-    from promref.interop.litert_compare import default_backend
+    from promref.interop.tflite.litert_compare import default_backend
 
     if request.param == "numba" and default_backend() != "numba":
         pytest.skip("the numba backend (promref.kernels.fast) is not available")
@@ -381,7 +381,7 @@ def backend(request):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_tiny_models_match_litert(litert, backend, tmp_path, dtype, pool, seed):
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     path = tmp_path / f"tiny_{dtype}_{pool}_{seed}.tflite"
     path.write_bytes(tiny_mobilenet(dtype, pool, seed))
@@ -421,7 +421,7 @@ def test_tiny_fully_connected_is_a_declared_approximation(litert, tmp_path, dtyp
     marks the layer inexact; every other layer stays exact, the classifier is off by at most 1,
     and the floating-point formula above (what a core op would need) reproduces LiteRT exactly."""
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare, litert_interpreter
+    from promref.interop.tflite.litert_compare import compare, litert_interpreter
 
     path = tmp_path / f"fc_{dtype}_{classifier}_{seed}.tflite"
     path.write_bytes(tiny_mobilenet(dtype, "mean", seed, classifier=classifier))
@@ -457,7 +457,7 @@ def test_tiny_uint8_even_average_pool_is_refused(litert, tmp_path):
 def test_tiny_int8_even_average_pool_matches(litert, tmp_path):
     """int8 AVERAGE_POOL rounds half away from zero, like promref: even counts are fine."""
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     path = tmp_path / "even8.tflite"
     path.write_bytes(tiny_mobilenet("int8", "avgpool", 3, size=16))  # last map 4x4
@@ -491,7 +491,7 @@ def _image_count(backend):
 
 @pytest.fixture(scope="module")
 def sample_images(litert):
-    from promref.interop.litert_compare import load_sample_images
+    from promref.interop.tflite.litert_compare import load_sample_images
 
     if not os.path.isdir(os.path.join(DATA, "models")) or not os.path.isdir(os.path.join(DATA, "imagenet-samples")):
         pytest.skip(f"needs the shared data in {DATA} (models/ and imagenet-samples/)")
@@ -502,7 +502,7 @@ def sample_images(litert):
 @pytest.mark.parametrize("filename", MODELS)
 def test_real_model_matches_litert_at_every_layer(sample_images, backend, filename):
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     images = sample_images[:_image_count(backend)]
     path = os.path.join(DATA, "models", filename)

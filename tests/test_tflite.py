@@ -426,3 +426,58 @@ def test_real_models_structure(litert):
     assert mean.op == "depthwise_conv2d" and mean.kernel == 7 and np.all(mean.weights == 1)
     assert model.layer("pool").inputs == ("pool.mean",)
     assert model.layers[-1].op == "fully_connected" and model.layers[-1].kind == "classifier"
+
+
+# ------------------------------------------- hostile files (issue #15, class 7)
+
+
+def _import_outcome(path, **kwargs):
+    """'ok', or the TfliteImportError message; any other exception fails the test."""
+    from promref.interop import import_tflite
+
+    try:
+        import_tflite(path, **kwargs)
+        return "ok"
+    except TfliteImportError as e:
+        return str(e)
+
+
+def test_unreadable_paths_and_foreign_files_give_tflite_import_errors(tmp_path):
+    pytest.importorskip("tflite", reason="needs the 'tflite' package (pip install tflite)")
+    png = tmp_path / "photo.tflite"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    assert "cannot read" in _import_outcome(tmp_path / "missing.tflite")
+    assert "not a regular file" in _import_outcome(tmp_path)
+    assert "not a TFLite flatbuffer" in _import_outcome(png)
+    assert "not a TFLite flatbuffer" in _import_outcome(empty)
+    good = tmp_path / "good.tflite"
+    good.write_bytes(tiny_mobilenet("int8", "mean", 0))
+    binary_labels = tmp_path / "labels.txt"
+    binary_labels.write_bytes(bytes(range(256)) * 4)
+    assert "not UTF-8" in _import_outcome(good, labels=binary_labels)
+    assert "cannot read" in _import_outcome(good, labels=tmp_path / "nolabels.txt")
+    assert "labels" in _import_outcome(good, labels=tmp_path)
+
+
+def test_truncated_and_flipped_files_give_tflite_import_errors(tmp_path):
+    """Every truncation and many single-byte flips of a valid file: a model or a TfliteImportError,
+    never struct.error, TypeError, IndexError... (and never a hang: vector lengths are checked)."""
+    pytest.importorskip("tflite", reason="needs the 'tflite' package (pip install tflite)")
+    data = tiny_mobilenet("int8", "mean", 0)
+    path = tmp_path / "m.tflite"
+    outcomes = []
+    for cut in range(0, len(data), max(1, len(data) // 150)):
+        path.write_bytes(data[:cut])
+        outcomes.append(_import_outcome(path))
+    rng = np.random.default_rng(0)
+    for position in rng.choice(len(data), size=200, replace=False):
+        for flip in (0xFF, 0x80):
+            mutated = bytearray(data)
+            mutated[position] ^= flip
+            path.write_bytes(bytes(mutated))
+            outcomes.append(_import_outcome(path))
+    errors = [o for o in outcomes if o != "ok"]
+    assert len(errors) > len(outcomes) // 4  # the corruptions are mostly caught, each as TfliteImportError
+    assert any("corrupt" in o for o in errors)

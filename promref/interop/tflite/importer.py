@@ -54,6 +54,7 @@ which is imported as its nearest integer form and flagged as inexact.
 """
 import os
 
+from ...errors import PromrefError
 from ...model import InputSpec, Layer, Model
 from ...validate import validate
 from .import_ops import OP_HANDLERS
@@ -247,4 +248,9 @@ def import_tflite(path, labels=None, name=None):
     if name is None:
         name = os.path.splitext(os.path.basename(path))[0]
     model = builder.finish(labels, name)
-    return validate(model)
+    try:
+        return validate(model)
+    except TfliteImportError:
+        raise
+    except PromrefError as e:  # e.g. a corrupted scale that passes TFLite's rules but not promref's
+        raise TfliteImportError(f"{path}: the imported model is invalid: {e}") from e

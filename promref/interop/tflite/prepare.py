@@ -31,7 +31,10 @@ def quantize_multiplier(real):
     Same as :func:`promref.arith.quantize_multiplier`: ``frexp``, the fraction
     rounded half away from zero to 31 bits; shifts below -31 give (0, 0).
     """
-    return arith.quantize_multiplier(real)
+    try:
+        return arith.quantize_multiplier(real)
+    except ValueError as e:  # a scale ratio TFLite's kernels could not use either
+        raise TfliteImportError(f"real multiplier {real!r} has no 31-bit multiplier and shift: {e}") from None
 
 
 def same_padding(in_size, kernel, stride, dilation=1):
@@ -69,7 +72,8 @@ def conv_multipliers(input_scale, filter_scales, output_scale, legacy_float_prod
             reals.append(float(np.float32(s_in * s_w)) / float(s_out))
         else:
             reals.append(float(s_in) * float(s_w) / float(s_out))
-    return arith.quantize_multipliers(reals)
+    pairs = [quantize_multiplier(r) for r in reals]
+    return (np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32))
 
 
 def add_parameters(scale1, scale2, output_scale, left_shift=20):

@@ -189,6 +189,8 @@ def _tensor(index, tensor, model, raw, type_names):
     if q is not None and q.ScaleLength():
         _length(q.ScaleLength(), raw, 4, f"the scales of {name!r}")
         record.scales = np.array(q.ScaleAsNumpy(), dtype=np.float32)
+        if not np.all(np.isfinite(record.scales) & (record.scales > 0)):
+            raise TfliteImportError(f"tensor {name!r}: scales must be finite and positive")
         zero_points = _length(q.ZeroPointLength(), raw, 8, f"the zero points of {name!r}")
         record.zero_points = (np.array(q.ZeroPointAsNumpy(), dtype=np.int64) if zero_points
                               else np.zeros(1, np.int64))

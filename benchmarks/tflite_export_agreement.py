@@ -19,6 +19,7 @@ printed).  Then, on the first N CIFAR-10 test images, in batches of 100:
 Needs ``pip install tflite ai-edge-litert tflite-micro``.
 """
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -77,6 +78,11 @@ def main():
         print(f"{args.weights}: exported exactly ({len(export.data):,} bytes)")
     except TfliteExportError as e:
         print(f"{args.weights}: exact export refused: {e}")
+        if original.rounding != "double":
+            try:
+                build_tflite(dataclasses.replace(original, rounding="double"))
+            except TfliteExportError as e2:
+                print(f"  and in rounding 'double': {e2}")
         model, changed = tflite_derived(original)
         export = build_tflite(model)
         print(f"TFLite-derived twin: {changed} of {len(model.layers)} layers' integers re-derived")

@@ -15,7 +15,10 @@
 Optional packages: ``tflite`` (the schema's generated accessors and builders),
 ``ai-edge-litert``, ``tflite-micro``; each imported only where used.
 """
+from .exporter import build_tflite, export_tflite
 from .importer import import_tflite
 from .prepare import TfliteImportError
+from .scales import TfliteExportError, tflite_derived
 
-__all__ = ["import_tflite", "TfliteImportError"]
+__all__ = ["import_tflite", "TfliteImportError", "export_tflite", "build_tflite", "TfliteExportError",
+           "tflite_derived"]

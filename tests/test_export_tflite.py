@@ -120,6 +120,23 @@ def test_random_models_match_tflite_micro_at_every_layer(scheme):
     assert _mismatches(trace, run_tflm(twin, x)) == {}
 
 
+def test_ternary_int4_filters_match_both_runtimes():
+    """INT4 ternary filters: packed two a byte, unpacked by LiteRT's reference conv and by TFLM."""
+    _litert()
+    _tflm()
+    from promref.interop.tflite.exporter import pack_int4
+    from promref.interop.tflite.runners import run_litert, run_tflm
+
+    assert pack_int4(np.array([1, -1, 0, -8, 7], np.int8)).tolist() == [0xF1, 0x80, 0x07]
+    twin, _ = tflite_derived(random_model(width=0.25, seed=6, rounding="double"))
+    export = build_tflite(twin, ternary_int4=True)
+    assert len(export.data) < 0.8 * len(build_tflite(twin).data)  # the 1x1 filters dominate
+    x = _images(twin, 3, 2)
+    _, trace = twin.forward(x, backend="numpy", trace=True)
+    assert _mismatches(trace, run_litert(twin, x, export=export)) == {}
+    assert _mismatches(trace, run_tflm(twin, x, export=export)) == {}
+
+
 def test_imagenet_config_matches_litert():
     """The 224x224 configuration: stride-2 stem and stage 2 with torchvision padding (PAD + VALID)."""
     _litert()

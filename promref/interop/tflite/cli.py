@@ -1,4 +1,4 @@
-"""``promref export tflite WEIGHTS OUT.tflite [--tflite-derived] [--save-model TWIN.npz] [--check N]``."""
+"""``promref export tflite WEIGHTS OUT.tflite [--tflite-derived] [--ternary-int4] [--save-model TWIN.npz] [--check N]``."""
 import os
 
 __all__ = ["register"]
@@ -13,6 +13,8 @@ def register(subparsers):
     p.add_argument("--tflite-derived", action="store_true",
                    help="export the model's TFLite-derived twin (rounding 'double', multipliers re-derived from "
                         "float32 scales) instead of refusing a model TFLite cannot reproduce")
+    p.add_argument("--ternary-int4", action="store_true",
+                   help="store ternary filters as TFLite INT4 (half the bytes of int8)")
     p.add_argument("--save-model", metavar="NPZ", help="also save the promref model the file reproduces")
     p.add_argument("--check", type=int, default=0, metavar="N",
                    help="run N random images in LiteRT (BUILTIN_REF) and compare every layer")
@@ -29,7 +31,7 @@ def cmd_export_tflite(args):
     if os.path.isdir(args.out):
         from .scales import TfliteExportError
         raise TfliteExportError(f"{args.out}: is a directory")
-    result = export_tflite(model, args.out, derived=args.tflite_derived)
+    result = export_tflite(model, args.out, derived=args.tflite_derived, ternary_int4=args.ternary_int4)
     changed = result.model.metadata.get("tflite_derived", {}).get("layers_changed") if args.tflite_derived else 0
     print(f"wrote {args.out} ({len(result.data):,} bytes, {len(result.tensors)} layers)"
           + (f"; TFLite-derived twin: {changed} layers' integers re-derived" if args.tflite_derived else ""))

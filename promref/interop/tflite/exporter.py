@@ -8,6 +8,7 @@ promref op           TFLite
 ==================== =========================================================
 conv2d               CONV_2D, filter int8 OHWI [Cout, kh, kw, Cin], per channel
 pointwise_ternary    CONV_2D 1x1, filter int8 {-1, 0, 1} [Cout, 1, 1, Cin]
+                     (or INT4, packed two a byte, with ``ternary_int4``)
 depthwise_conv2d     DEPTHWISE_CONV_2D, filter int8 [1, kh, kw, C], axis 3
 fully_connected      CONV_2D 1x1 on the [1, 1, 1, Cin] vector (LiteRT's
                      reference FULLY_CONNECTED requantizes in double floating
@@ -38,7 +39,7 @@ from .prepare import same_padding
 from .scales import TfliteExportError, fused_activation, plan_scales
 from .writer import FlatbufferGraph
 
-__all__ = ["TfliteExport", "export_tflite", "build_tflite", "TfliteExportError"]
+__all__ = ["TfliteExport", "export_tflite", "build_tflite", "TfliteExportError", "pack_int4"]
 
 PADDING_SAME, PADDING_VALID = 0, 1
 ACTIVATION_CODES = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3}
@@ -55,8 +56,9 @@ class TfliteExport:
 class _Writer:
     """Emits one promref layer after another into a FlatbufferGraph."""
 
-    def __init__(self, model, plan):
+    def __init__(self, model, plan, ternary_int4=False):
         self.model, self.plan, self.g = model, plan, FlatbufferGraph()
+        self.ternary_int4 = ternary_int4
         self.shapes = tensor_shapes(model)
         self.index = {}  # promref tensor name -> TFLite tensor index
 
@@ -102,8 +104,12 @@ class _Writer:
         s_w = self.plan.weight[layer.name]
         s_in = np.float32(self.plan.tensor[layer.inputs[0]])
         cout = s_w.size
-        w = self.g.tensor(list(weights.shape), "INT8", s_w, np.zeros(cout, np.int64), qdim=qdim,
-                          data=np.ascontiguousarray(weights, np.int8), name=f"{layer.name}.weights")
+        if self.ternary_int4 and layer.op == "pointwise_ternary":
+            kind, data = "INT4", pack_int4(weights)
+        else:
+            kind, data = "INT8", np.ascontiguousarray(weights, np.int8)
+        w = self.g.tensor(list(weights.shape), kind, s_w, np.zeros(cout, np.int64), qdim=qdim, data=data,
+                          name=f"{layer.name}.weights")
         b = self.g.tensor([cout], "INT32", (s_in * s_w).astype(np.float32), np.zeros(cout, np.int64),
                           data=np.asarray(layer.bias, np.int32), name=f"{layer.name}.bias")
         return w, b
@@ -144,18 +150,31 @@ class _Writer:
                   StrideW=1, StrideH=1, FilterWidth=w, FilterHeight=h, FusedActivationFunction=0)
 
 
+def pack_int4(values):
+    """int8 values in [-8, 7] (any shape) -> TFLite's packed INT4 bytes: row-major, two a byte, the
+    first in the low nibble, the last byte padded with 0."""
+    nibbles = (np.asarray(values, np.int8).ravel() & 0xF).astype(np.uint8)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).astype(np.uint8)
+
+
 OP_WRITERS = {"conv2d": _Writer.conv, "pointwise_ternary": _Writer.conv, "fully_connected": _Writer.conv,
               "depthwise_conv2d": _Writer.depthwise, "add": _Writer.add, "global_avgpool": _Writer.pool}
 
 
-def build_tflite(model):
-    """promref Model (rounding "double") -> :class:`TfliteExport` (or TfliteExportError)."""
+def build_tflite(model, ternary_int4=False):
+    """promref Model (rounding "double") -> :class:`TfliteExport` (or TfliteExportError).
+
+    ternary_int4: store ternary filters as TFLite INT4 (packed, two a byte) instead of
+    int8; LiteRT's reference conv and TFLite Micro unpack them to the same int8 values.
+    """
     if model.rounding != "double":
         raise TfliteExportError(f"model {model.name!r} uses rounding {model.rounding!r}; LiteRT's reference "
                                 "kernels round twice (\"double\"): export a double-rounding model, or its "
                                 "TFLite-derived variant (promref export tflite --tflite-derived)")
     plan = plan_scales(model)
-    writer = _Writer(model, plan)
+    writer = _Writer(model, plan, ternary_int4)
     spec = model.input
     graph_input = writer.activation_tensor("input", [1, spec.height, spec.width, 3])
     for layer in model.layers:
@@ -164,7 +183,7 @@ def build_tflite(model):
     return TfliteExport(data, {layer.name: writer.index[layer.name] for layer in model.layers}, model)
 
 
-def export_tflite(model, path, derived=False):
+def export_tflite(model, path, derived=False, ternary_int4=False):
     """Write ``model`` as a ``.tflite`` file -> :class:`TfliteExport`.
 
     derived: export :func:`.scales.tflite_derived` of the model (rounding
@@ -175,7 +194,7 @@ def export_tflite(model, path, derived=False):
     if derived:
         from .scales import tflite_derived
         model, _ = tflite_derived(model)
-    result = build_tflite(model)
+    result = build_tflite(model, ternary_int4)
     with open(os.fspath(path), "wb") as f:
         f.write(result.data)
     return result

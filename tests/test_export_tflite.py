@@ -8,6 +8,7 @@
 * benchmarks/tflite_export_agreement.py runs the shipped twin on 10,000 images.
 """
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from hypothesis import given, settings, strategies as st
 from promref import arith, load
 from promref.cli import main as cli_main
 from promref.synthetic import random_model
+
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "mbv2_prom.npz")
 
 pytest.importorskip("tflite", reason="needs the 'tflite' package (pip install tflite)")
 
@@ -157,7 +160,7 @@ def test_the_shipped_model_twin_matches_both_runtimes_on_cifar10(cifar10_root):
     from promref.preprocess import pixels_to_int8
 
     images, _ = load_cifar10("test", root=cifar10_root)
-    twin, _ = tflite_derived(load("weights/mbv2_prom.npz"))
+    twin, _ = tflite_derived(load(SHIPPED))
     export = build_tflite(twin)
     x = pixels_to_int8(images[:8])
     _, trace = twin.forward(x, trace=True)

@@ -27,9 +27,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from promref import arith  # noqa: E402
 from promref.interop import import_tflite  # noqa: E402
-from promref.interop.litert_compare import (compare, default_backend, litert_interpreter,  # noqa: E402
+from promref.interop.tflite.litert_compare import (compare, default_backend, litert_interpreter,  # noqa: E402
                                             load_sample_images)
-from promref.interop.tflite_import import conv_multipliers  # noqa: E402
+from promref.interop.tflite.prepare import conv_multipliers  # noqa: E402
 from promref.progress import bar  # noqa: E402
 
 MODELS = ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")

@@ -10,6 +10,7 @@
     promref energy ...                           energy and storage report (see docs/energy.md)
     promref train ...                            QAT training on CIFAR-10
     promref conformance generate|check ...       golden vectors and the checker (docs/conformance.md)
+    promref export tflite WEIGHTS OUT.tflite     a .tflite file LiteRT / TFLite Micro run bit for bit (docs/deploy.md)
 """
 import argparse
 import json
@@ -248,6 +249,11 @@ def build_parser():
     p.add_argument("--rounding", choices=("single", "double"), default="single")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_model)
+
+    export = sub.add_parser("export", help="write a model for another runtime (docs/deploy.md)")
+    export_sub = export.add_subparsers(dest="runtime", required=True)
+    from .interop.tflite.cli import register as register_tflite
+    register_tflite(export_sub)
 
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)

@@ -307,7 +307,7 @@ def test_exact_real_tflite_models(filename):
     """The real MobileNetV2 1.0 TFLite models as promref imports them (rounding 'double', uint8
     zero points, a 7x7 MEAN as depthwise + pool): bit exact on ImageNet samples at every layer."""
     pytest.importorskip("tflite", reason="needs the 'tflite' package to import the TFLite models")
-    from promref.interop.tflite_import import import_tflite
+    from promref.interop.tflite import import_tflite
 
     path = os.path.join(DATA, "models", filename)
     if not os.path.exists(path):
@@ -381,7 +381,7 @@ def test_qoperator_real_tflite_model(capsys):
     """A trained network (the TF2 post-training-quantized MobileNetV2): end to end the logits stay
     close and the top-1 class agrees on nearly every sample."""
     pytest.importorskip("tflite", reason="needs the 'tflite' package to import the TFLite models")
-    from promref.interop.tflite_import import import_tflite
+    from promref.interop.tflite import import_tflite
 
     path = os.path.join(DATA, "models", TFLITE_MODELS[1])
     if not os.path.exists(path):

@@ -19,9 +19,10 @@ import struct
 import numpy as np
 import pytest
 
-from promref.arith import quantize_multiplier  # tflite::QuantizeMultiplier is promref's, exactly
-from promref.interop.tflite_import import (TfliteImportError, activation_range, add_parameters,
-                                           conv_multipliers, mean_parameters, same_padding)
+from promref.interop.tflite.writer import FlatbufferGraph  # noqa: E402
+from promref.interop.tflite.prepare import (TfliteImportError, activation_range, add_parameters,
+                                            conv_multipliers, mean_parameters, quantize_multiplier,
+                                            same_padding)
 
 DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 MODELS = ("mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite")
@@ -115,115 +116,7 @@ def test_mean_parameters():
 # ------------------------------------------------- tiny .tflite files
 
 
-class TinyTflite:
-    """Writes a small quantized .tflite with the ``tflite`` package's flatbuffer builders."""
-
-    def __init__(self):
-        self.tensors, self.ops, self.opcodes = [], [], []
-
-    def tensor(self, shape, ttype, scale=None, zero_point=None, qdim=0, data=None, name=None):
-        self.tensors.append(dict(shape=list(shape), type=ttype, scale=scale, zero_point=zero_point, qdim=qdim,
-                                 data=data, name=name or f"t{len(self.tensors)}"))
-        return len(self.tensors) - 1
-
-    def op(self, opname, inputs, outputs, options=None, **fields):
-        if opname not in self.opcodes:
-            self.opcodes.append(opname)
-        self.ops.append((self.opcodes.index(opname), inputs, outputs, options, fields))
-
-    def build(self, inputs, outputs):
-        import flatbuffers
-        import tflite
-
-        b = flatbuffers.Builder(4096)
-
-        def vector(values, dtype):
-            return b.CreateNumpyVector(np.asarray(values, dtype=dtype))
-
-        buffers = [None]  # buffer 0: the empty buffer
-        tensor_offsets = []
-        for t in self.tensors:
-            buffer_index = 0
-            if t["data"] is not None:
-                buffers.append(np.ascontiguousarray(t["data"]).tobytes())
-                buffer_index = len(buffers) - 1
-            quant = None
-            if t["scale"] is not None:
-                scale = vector(np.atleast_1d(t["scale"]), np.float32)
-                zps = vector(np.atleast_1d(t["zero_point"]), np.int64)
-                tflite.QuantizationParametersStart(b)
-                tflite.QuantizationParametersAddScale(b, scale)
-                tflite.QuantizationParametersAddZeroPoint(b, zps)
-                tflite.QuantizationParametersAddQuantizedDimension(b, t["qdim"])
-                quant = tflite.QuantizationParametersEnd(b)
-            name = b.CreateString(t["name"])
-            shape = vector(t["shape"], np.int32)
-            tflite.TensorStart(b)
-            tflite.TensorAddShape(b, shape)
-            tflite.TensorAddType(b, getattr(tflite.TensorType, t["type"]))
-            tflite.TensorAddBuffer(b, buffer_index)
-            tflite.TensorAddName(b, name)
-            if quant is not None:
-                tflite.TensorAddQuantization(b, quant)
-            tensor_offsets.append(tflite.TensorEnd(b))
-        op_offsets = []
-        for opcode, ins, outs, options, fields in self.ops:
-            opts = None
-            if options is not None:
-                getattr(tflite, options + "Start")(b)
-                for key, value in fields.items():
-                    getattr(tflite, f"{options}Add{key}")(b, value)
-                opts = getattr(tflite, options + "End")(b)
-            ins_v, outs_v = vector(ins, np.int32), vector(outs, np.int32)
-            tflite.OperatorStart(b)
-            tflite.OperatorAddOpcodeIndex(b, opcode)
-            tflite.OperatorAddInputs(b, ins_v)
-            tflite.OperatorAddOutputs(b, outs_v)
-            if opts is not None:
-                tflite.OperatorAddBuiltinOptionsType(b, getattr(tflite.BuiltinOptions, options))
-                tflite.OperatorAddBuiltinOptions(b, opts)
-            op_offsets.append(tflite.OperatorEnd(b))
-
-        def table_vector(start, offsets):
-            start(b, len(offsets))
-            for off in reversed(offsets):
-                b.PrependUOffsetTRelative(off)
-            return b.EndVector()
-
-        tensors_v = table_vector(tflite.SubGraphStartTensorsVector, tensor_offsets)
-        ops_v = table_vector(tflite.SubGraphStartOperatorsVector, op_offsets)
-        ins_v, outs_v = vector(inputs, np.int32), vector(outputs, np.int32)
-        tflite.SubGraphStart(b)
-        tflite.SubGraphAddTensors(b, tensors_v)
-        tflite.SubGraphAddOperators(b, ops_v)
-        tflite.SubGraphAddInputs(b, ins_v)
-        tflite.SubGraphAddOutputs(b, outs_v)
-        subgraph = tflite.SubGraphEnd(b)
-        code_offsets = []
-        for name in self.opcodes:
-            code = getattr(tflite.BuiltinOperator, name)
-            tflite.OperatorCodeStart(b)
-            tflite.OperatorCodeAddBuiltinCode(b, code)
-            tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(code, 127))
-            tflite.OperatorCodeAddVersion(b, 1)
-            code_offsets.append(tflite.OperatorCodeEnd(b))
-        buffer_offsets = []
-        for data in buffers:
-            vec = None if data is None else vector(np.frombuffer(data, np.uint8), np.uint8)
-            tflite.BufferStart(b)
-            if vec is not None:
-                tflite.BufferAddData(b, vec)
-            buffer_offsets.append(tflite.BufferEnd(b))
-        codes_v = table_vector(tflite.ModelStartOperatorCodesVector, code_offsets)
-        subgraphs_v = table_vector(tflite.ModelStartSubgraphsVector, [subgraph])
-        buffers_v = table_vector(tflite.ModelStartBuffersVector, buffer_offsets)
-        tflite.ModelStart(b)
-        tflite.ModelAddVersion(b, 3)
-        tflite.ModelAddOperatorCodes(b, codes_v)
-        tflite.ModelAddSubgraphs(b, subgraphs_v)
-        tflite.ModelAddBuffers(b, buffers_v)
-        b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-        return bytes(b.Output())
+TinyTflite = FlatbufferGraph  # the tests' name for the package's writer
 
 
 def tiny_mobilenet(dtype, pool, seed, size=12, classes=5, classifier="conv"):
@@ -369,7 +262,7 @@ def litert():
 @pytest.fixture(params=["numpy", "numba"])
 def backend(request):
     """promref backend under test: numpy (the reference) always, numba when it is available."""
-    from promref.interop.litert_compare import default_backend
+    from promref.interop.tflite.litert_compare import default_backend
 
     if request.param == "numba" and default_backend() != "numba":
         pytest.skip("the numba backend (promref.kernels.fast) is not available")
@@ -381,7 +274,7 @@ def backend(request):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_tiny_models_match_litert(litert, backend, tmp_path, dtype, pool, seed):
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     path = tmp_path / f"tiny_{dtype}_{pool}_{seed}.tflite"
     path.write_bytes(tiny_mobilenet(dtype, pool, seed))
@@ -421,7 +314,7 @@ def test_tiny_fully_connected_is_a_declared_approximation(litert, tmp_path, dtyp
     marks the layer inexact; every other layer stays exact, the classifier is off by at most 1,
     and the floating-point formula above (what a core op would need) reproduces LiteRT exactly."""
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare, litert_interpreter
+    from promref.interop.tflite.litert_compare import compare, litert_interpreter
 
     path = tmp_path / f"fc_{dtype}_{classifier}_{seed}.tflite"
     path.write_bytes(tiny_mobilenet(dtype, "mean", seed, classifier=classifier))
@@ -457,7 +350,7 @@ def test_tiny_uint8_even_average_pool_is_refused(litert, tmp_path):
 def test_tiny_int8_even_average_pool_matches(litert, tmp_path):
     """int8 AVERAGE_POOL rounds half away from zero, like promref: even counts are fine."""
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     path = tmp_path / "even8.tflite"
     path.write_bytes(tiny_mobilenet("int8", "avgpool", 3, size=16))  # last map 4x4
@@ -491,7 +384,7 @@ def _image_count(backend):
 
 @pytest.fixture(scope="module")
 def sample_images(litert):
-    from promref.interop.litert_compare import load_sample_images
+    from promref.interop.tflite.litert_compare import load_sample_images
 
     if not os.path.isdir(os.path.join(DATA, "models")) or not os.path.isdir(os.path.join(DATA, "imagenet-samples")):
         pytest.skip(f"needs the shared data in {DATA} (models/ and imagenet-samples/)")
@@ -502,7 +395,7 @@ def sample_images(litert):
 @pytest.mark.parametrize("filename", MODELS)
 def test_real_model_matches_litert_at_every_layer(sample_images, backend, filename):
     from promref.interop import import_tflite
-    from promref.interop.litert_compare import compare
+    from promref.interop.tflite.litert_compare import compare
 
     images = sample_images[:_image_count(backend)]
     path = os.path.join(DATA, "models", filename)
@@ -533,3 +426,58 @@ def test_real_models_structure(litert):
     assert mean.op == "depthwise_conv2d" and mean.kernel == 7 and np.all(mean.weights == 1)
     assert model.layer("pool").inputs == ("pool.mean",)
     assert model.layers[-1].op == "fully_connected" and model.layers[-1].kind == "classifier"
+
+
+# ------------------------------------------- hostile files (issue #15, class 7)
+
+
+def _import_outcome(path, **kwargs):
+    """'ok', or the TfliteImportError message; any other exception fails the test."""
+    from promref.interop import import_tflite
+
+    try:
+        import_tflite(path, **kwargs)
+        return "ok"
+    except TfliteImportError as e:
+        return str(e)
+
+
+def test_unreadable_paths_and_foreign_files_give_tflite_import_errors(tmp_path):
+    pytest.importorskip("tflite", reason="needs the 'tflite' package (pip install tflite)")
+    png = tmp_path / "photo.tflite"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    assert "cannot read" in _import_outcome(tmp_path / "missing.tflite")
+    assert "not a regular file" in _import_outcome(tmp_path)
+    assert "not a TFLite flatbuffer" in _import_outcome(png)
+    assert "not a TFLite flatbuffer" in _import_outcome(empty)
+    good = tmp_path / "good.tflite"
+    good.write_bytes(tiny_mobilenet("int8", "mean", 0))
+    binary_labels = tmp_path / "labels.txt"
+    binary_labels.write_bytes(bytes(range(256)) * 4)
+    assert "not UTF-8" in _import_outcome(good, labels=binary_labels)
+    assert "cannot read" in _import_outcome(good, labels=tmp_path / "nolabels.txt")
+    assert "labels" in _import_outcome(good, labels=tmp_path)
+
+
+def test_truncated_and_flipped_files_give_tflite_import_errors(tmp_path):
+    """Every truncation and many single-byte flips of a valid file: a model or a TfliteImportError,
+    never struct.error, TypeError, IndexError... (and never a hang: vector lengths are checked)."""
+    pytest.importorskip("tflite", reason="needs the 'tflite' package (pip install tflite)")
+    data = tiny_mobilenet("int8", "mean", 0)
+    path = tmp_path / "m.tflite"
+    outcomes = []
+    for cut in range(0, len(data), max(1, len(data) // 150)):
+        path.write_bytes(data[:cut])
+        outcomes.append(_import_outcome(path))
+    rng = np.random.default_rng(0)
+    for position in rng.choice(len(data), size=200, replace=False):
+        for flip in (0xFF, 0x80):
+            mutated = bytearray(data)
+            mutated[position] ^= flip
+            path.write_bytes(bytes(mutated))
+            outcomes.append(_import_outcome(path))
+    errors = [o for o in outcomes if o != "ok"]
+    assert len(errors) > len(outcomes) // 4  # the corruptions are mostly caught, each as TfliteImportError
+    assert any("corrupt" in o for o in errors)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine import get_backend
-from ..model import OPS
-from ..preprocess import preprocess
+from ...engine import get_backend
+from ...model import OPS
+from ...preprocess import preprocess
 
 __all__ = ["LayerStats", "Agreement", "litert_interpreter", "load_sample_images", "compare",
            "default_backend"]

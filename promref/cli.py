@@ -8,6 +8,7 @@
     promref energy ...                           energy and storage report (see docs/energy.md)
     promref train ...                            QAT training on CIFAR-10
     promref conformance generate|check ...       golden vectors and the checker (docs/conformance.md)
+    promref export tosa WEIGHTS OUT ...          export to a foreign runtime (docs/deploy-tosa.md)
 """
 import argparse
 import json
@@ -210,6 +211,11 @@ def build_parser():
     p.add_argument("--rounding", choices=("single", "double"), default="single")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_model)
+
+    export = sub.add_parser("export", help="export a model to a foreign runtime (promref export --help)")
+    exporters = export.add_subparsers(dest="format", required=True)
+    from .interop.tosa.cli import register as register_tosa  # imports nothing of tosa-tools until run
+    register_tosa(exporters)
 
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)

@@ -77,7 +77,8 @@ def tosa_rescale_parameters(multiplier, shift, rounding, bound, where):
     still breaks a REQUIRE raises :class:`TosaExportError` naming ``where``.
     """
     m, n = int(multiplier), 31 - int(shift)
-    limit = TOSA_SHIFT_MAX if (rounding == "single" or n > 31) else 31
+    # single: any j; double: 2**30 is added only above 31, so stay at or below 31, and never move above it
+    limit = TOSA_SHIFT_MAX if rounding == "single" else (31 if n <= 31 else n)
     while m and 2 * m <= MULTIPLIER_LIMIT and n < limit:
         m, n = 2 * m, n + 1
     if m == 0:  # the product is 0 whatever the shift: any legal shift with a wide value range

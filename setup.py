@@ -15,8 +15,11 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6.70"],
         "demo": ["scikit-image>=0.20"],
         "plot": ["matplotlib>=3.5"],
-        # peers for the conformance tests: LiteRT (TFLite) with its flatbuffer parser, ONNX Runtime
+        # peers for the conformance tests: LiteRT (TFLite) with its flatbuffer parser, ONNX Runtime,
+        # TOSA (tosa-tools: serializer + reference model; it pins numpy<2.2, flatbuffers and ml-dtypes
+        # exactly, so .ci/run installs it apart, without its pins: docs/deploy-tosa.md)
         "interop": ["tflite>=2.18", "ai-edge-litert>=2.3", "onnx>=1.16", "onnxruntime>=1.18"],
+        "tosa": ["tosa-tools>=2026.8"],
         "tutorials": ["matplotlib>=3.5", "nbclient>=0.10", "nbformat>=5.9", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["promref = promref.cli:main"]},

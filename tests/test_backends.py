@@ -120,3 +120,25 @@ def test_backend_table_names_and_errors():
     with pytest.raises(PromrefError, match="unknown backend 'nope'"):
         get_backend("nope")
     assert arith.ROUNDING_MODES  # the table is independent of the rounding modes it must reproduce
+
+
+@pytest.fixture(scope="module")
+def model_suite(tmp_path_factory):
+    """A conformance suite with only op cases and two small random-model cases (one per rounding mode)."""
+    from promref.conformance.generate import generate
+    outdir = tmp_path_factory.mktemp("suite")
+    generate(outdir, include_shipped=False, random_models=(("cifar", 0.25, "prom", "single"),
+                                                           ("cifar", 0.25, "int8", "double")), model_images=1)
+    return outdir
+
+
+@pytest.mark.parametrize("name", tuple(BACKENDS))
+def test_conformance_check_backend_option(name, model_suite, capsys):
+    """``promref conformance check SUITE --backend NAME``: model cases pass, op cases are skipped."""
+    _require(name)
+    from promref.conformance.cli import main
+    assert main(["check", str(model_suite), "--backend", name]) == 0
+    out = capsys.readouterr().out
+    assert "OK: 2 passed, 0 failed, 0 errors" in out and f"backend {name}" in out
+    assert main(["check", str(model_suite), "--backend", "nope"]) == 2
+    assert "unknown backend 'nope'" in capsys.readouterr().err

@@ -20,9 +20,8 @@ narrower than int8 (ReLU6).  Padding positions add nothing in TOSA's
 convolutions (the input zero point is subtracted only inside the image), as
 in promref.
 """
+from dataclasses import replace
 from functools import lru_cache
-
-import numpy as np
 
 from ... import arith
 from ...model import tensor_shapes
@@ -96,7 +95,6 @@ def _weighted(g, layer, src, shape, zx, rounding):
 
 def _as_1x1(layer):
     """A fully connected layer seen as a 1x1 convolution (weights [Cout, Cin] unchanged)."""
-    from dataclasses import replace
     return replace(layer, op="conv2d", kernel=1, stride=1, padding=(0, 0, 0, 0), cache={})
 
 

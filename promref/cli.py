@@ -11,6 +11,7 @@
     promref train ...                            QAT training on CIFAR-10
     promref conformance generate|check ...       golden vectors and the checker (docs/conformance.md)
     promref export tflite WEIGHTS OUT.tflite     a .tflite file LiteRT / TFLite Micro run bit for bit (docs/deploy.md)
+    promref export tosa WEIGHTS OUT              a TOSA flatbuffer the TOSA reference model runs bit for bit (docs/deploy.md)
 """
 import argparse
 import json
@@ -253,7 +254,9 @@ def build_parser():
     export = sub.add_parser("export", help="write a model for another runtime (docs/deploy.md)")
     export_sub = export.add_subparsers(dest="runtime", required=True)
     from .interop.tflite.cli import register as register_tflite
+    from .interop.tosa.cli import register as register_tosa  # imports nothing of tosa-tools until run
     register_tflite(export_sub)
+    register_tosa(export_sub)
 
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)

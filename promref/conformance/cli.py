@@ -4,6 +4,7 @@
     check SUITE --cmd "CMD"                    check an external program (subprocess protocol)
     check SUITE --python MODULE:FUNCTION       check a Python callable
     check SUITE --rule half_even               check promref itself with another rounding rule
+    check SUITE --backend tosa                 check a foreign runtime from backends.BACKENDS
     rounding [--images ...]                    measure how often rounding rules disagree
 """
 import argparse
@@ -47,9 +48,9 @@ def cmd_generate(args):
 def cmd_check(args):
     from .check import PythonImplementation, SubprocessImplementation, check
     from .reference import RuleImplementation, reference_implementation
-    chosen = [x for x in (args.cmd, args.python, args.rule, args.reference or None) if x]
+    chosen = [x for x in (args.cmd, args.python, args.rule, args.reference or None, args.backend) if x]
     if len(chosen) != 1:
-        print("promref conformance check: give exactly one of --cmd, --python, --rule, --reference",
+        print("promref conformance check: give exactly one of --cmd, --python, --rule, --reference, --backend",
               file=sys.stderr)
         return 2
     ops = set(_csv(args.ops)) if args.ops else None
@@ -57,6 +58,9 @@ def cmd_check(args):
         impl = SubprocessImplementation(args.cmd, supported_ops=ops, timeout=args.timeout, keep_dir=args.keep)
     elif args.python:
         impl = PythonImplementation(_load_callable(args.python), supported_ops=ops, name=args.python)
+    elif args.backend:
+        from .backends import backend_implementation
+        impl = backend_implementation(args.backend)
     elif args.rule:
         impl = PythonImplementation(RuleImplementation(args.rule), supported_ops=ops, name=f"rule {args.rule}")
     else:
@@ -108,6 +112,8 @@ def build_parser():
     p.add_argument("--python", metavar="MODULE:FUNCTION", help="a callable f(op, inputs, params) -> outputs")
     p.add_argument("--rule", choices=tuple(rules.RULES), help="promref's ops with this rounding rule")
     p.add_argument("--reference", action="store_true", help="promref's own reference kernels (sanity check)")
+    p.add_argument("--backend", metavar="NAME", help="a foreign runtime of promref.conformance.backends "
+                   "(tosa, onnxruntime, ...): exports each model case to it")
     p.add_argument("--ops", help="comma-separated ops the implementation supports (others are skipped)")
     p.add_argument("--case", action="append", metavar="GLOB", help="only case ids matching GLOB (repeatable)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per case for --cmd")

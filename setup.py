@@ -10,6 +10,8 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["promref", "promref.*"]),
+    package_data={"promref.interop.c": ["csrc/*.c", "csrc/*.h", "csrc/Makefile", "csrc/*/*.c", "csrc/*/*.h",
+                                        "csrc/*/*.ld"]},
     install_requires=["numpy>=1.22", "numba>=0.57", "scipy>=1.8", "pillow>=10.1"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.70"],

@@ -211,6 +211,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_random_model)
 
+    targets = sub.add_parser("export", help="export a model for another runtime").add_subparsers(
+        dest="target", required=True)
+    from .interop.c import cli as c_cli
+    c_cli.register(targets)
     sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)
     sub.add_parser("conformance", help="golden vectors and the checker (promref conformance --help)",

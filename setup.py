@@ -11,5 +11,7 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["promref", "promref.*"]) + ["promref.weights"],
     package_dir={"promref.weights": "weights"},
-    package_data={"promref.weights": ["*.npz", "*.json"]},
+    package_data={"promref.weights": ["*.npz", "*.json"],
+                  "promref.interop.c": ["csrc/*.c", "csrc/*.h", "csrc/Makefile", "csrc/*/*.c", "csrc/*/*.h",
+                                        "csrc/*/*.ld"]},
 )

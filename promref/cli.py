@@ -12,6 +12,7 @@
     promref conformance generate|check ...       golden vectors and the checker (docs/conformance.md)
     promref export tflite WEIGHTS OUT.tflite     a .tflite file LiteRT / TFLite Micro run bit for bit (docs/deploy.md)
     promref export tosa WEIGHTS OUT              a TOSA flatbuffer the TOSA reference model runs bit for bit (docs/deploy.md)
+    promref export c WEIGHTS OUTDIR              a standalone C99 library of the network (docs/deploy.md)
 """
 import argparse
 import json
@@ -253,8 +254,10 @@ def build_parser():
 
     export = sub.add_parser("export", help="write a model for another runtime (docs/deploy.md)")
     export_sub = export.add_subparsers(dest="runtime", required=True)
+    from .interop.c.cli import register as register_c
     from .interop.tflite.cli import register as register_tflite
     from .interop.tosa.cli import register as register_tosa  # imports nothing of tosa-tools until run
+    register_c(export_sub)
     register_tflite(export_sub)
     register_tosa(export_sub)
 

@@ -1,0 +1,225 @@
+"""promref export c: the generated C99 library matches promref at every layer, on the host
+(-O2 and -fsanitize=address,undefined, through the conformance protocol) and on a Cortex-M
+under QEMU; its ternary kernel has no multiply instruction; bad models are refused."""
+import copy
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from promref import PromrefError, load
+from promref.cli import main as cli_main
+from promref.conformance import check, generate
+from promref.interop.c import CExportError, export_c
+from promref.interop.c import run, toolchain
+from promref.interop.c.bounds import check_expressible
+from promref.interop.c.plan import plan_arena
+from promref.model import InputSpec, Layer, Model
+from promref.synthetic import random_model
+from promref.validate import validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "weights", "mbv2_prom.npz")
+needs_cc = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no host C compiler")
+needs_arm = pytest.mark.skipif(not toolchain.have_arm_toolchain(),
+                               reason="arm-none-eabi-gcc/objdump or qemu-system-arm not installed "
+                                      "(.ci/run installs gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+needs_shipped = pytest.mark.skipif(not os.path.exists(SHIPPED), reason="weights/mbv2_prom.npz absent")
+# the imagenet-size models run in test_conformance_protocol_with_sanitizers (and all of them
+# in benchmarks/c_agreement.py): a 224x224 random model costs ~40 s to build and trace here
+COMBOS = [("cifar", 0.1, s, r) for s in ("prom", "int8") for r in ("single", "double")]
+
+
+def _images(model, n, seed=0):
+    size = model.input.height
+    x = np.random.default_rng(seed).integers(-128, 128, (n, size, size, 3)).astype(np.int8)
+    x[0, : size // 2] = 127   # saturated blocks: extreme accumulators
+    x[-1, size // 2:] = -128
+    return x
+
+
+def _assert_same(model, x, got):
+    _, want = model.forward(x, backend="numpy", trace=True)
+    assert list(got) == [layer.name for layer in model.layers]
+    for name in want:
+        bad = int((want[name] != got[name]).sum())
+        assert bad == 0, f"layer {name!r}: {bad} of {want[name].size} values differ"
+
+
+@pytest.fixture(scope="module")
+def cifar_double_lib(tmp_path_factory):
+    model = random_model("cifar", 0.1, "prom", seed=3, rounding="double")
+    return model, export_c(model, tmp_path_factory.mktemp("cifar_double"))
+
+
+@needs_cc
+@pytest.mark.parametrize("config,width,scheme,rounding", COMBOS)
+def test_host_every_layer_random_models(tmp_path, config, width, scheme, rounding):
+    model = random_model(config, width, scheme, seed=2, rounding=rounding)
+    export = export_c(model, tmp_path)
+    x = _images(model, 2)
+    _assert_same(model, x, run.run_host(model, toolchain.build_host(export.outdir), x, trace=True))
+
+
+@needs_cc
+def test_conformance_protocol_with_sanitizers(tmp_path, monkeypatch):
+    """The whole-model cases of a suite (random cifar/imagenet models, both roundings and
+    schemes, and the shipped weights) pass through the subprocess protocol, built with ASan+UBSan."""
+    suite = tmp_path / "suite"
+    monkeypatch.setenv("PYTHONPATH", ROOT)  # the runner runs in the case directory: import this checkout
+    models = (("cifar", 0.1, "int8", "single"), ("imagenet", 0.1, "prom", "double"))
+    generate(suite, weights=[SHIPPED] if os.path.exists(SHIPPED) else [], include_shipped=False,
+             random_models=models, model_images=1, shipped_images=3)
+    cmd = [sys.executable, "-m", "promref.interop.c.conformance", "--sanitize"]
+    report = check(suite, cmd, cases=["model/*"])
+    assert report.ok, report.text()
+    assert report.count("pass") == len(models) + os.path.exists(SHIPPED)
+    assert all("layer outputs compared" in r.message and r.message.split()[0] == r.message.split()[2]
+               for r in report.results), [r.message for r in report.results]
+
+
+@needs_cc
+def test_protocol_skips_single_ops(tmp_path, cifar_double_lib):
+    request = tmp_path / "request.json"
+    request.write_text('{"op": "requantize"}')
+    done = subprocess.run([sys.executable, "-m", "promref.interop.c.conformance", str(request), str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 77 and "not supported" in done.stderr
+
+
+@needs_cc
+@needs_shipped
+def test_shipped_model_host_every_layer(tmp_path, cifar10_root):
+    from promref.data.cifar10 import load_cifar10
+    from promref.preprocess import pixels_to_int8
+    model = load(SHIPPED)
+    export = export_c(model, tmp_path)
+    images, _ = load_cifar10("test", root=cifar10_root)
+    x = pixels_to_int8(images[:4])
+    _assert_same(model, x, run.run_host(model, toolchain.build_host(export.outdir), x, trace=True))
+    assert export.arena_bytes >= export.live_bound_bytes > 0
+
+
+@needs_cc
+def test_ternary_kernel_has_no_multiply_x86(cifar_double_lib):
+    _, export = cifar_double_lib
+    obj = toolchain.compile_object(export.outdir, "prom_runtime.c")
+    for symbol in ("prom_ternary_dot", "prom_pointwise_ternary"):
+        assert len(toolchain.disassemble(obj, symbol)) > 10
+        assert toolchain.multiplies(obj, symbol) == [], symbol
+    # the scan can fail: requantization and the int8 convolution do multiply
+    assert toolchain.multiplies(obj, "prom_requantize") and toolchain.multiplies(obj, "prom_conv2d")
+
+
+@needs_arm
+def test_ternary_kernel_has_no_multiply_cortex_m(cifar_double_lib):
+    _, export = cifar_double_lib
+    for cpu in ("cortex-m4", "cortex-m7"):
+        obj = toolchain.compile_object(export.outdir, "prom_runtime.c", arm=True, cpu=cpu)
+        for symbol in ("prom_ternary_dot", "prom_pointwise_ternary"):
+            assert len(toolchain.disassemble(obj, symbol, arm=True)) > 10
+            assert toolchain.multiplies(obj, symbol, arm=True) == [], (cpu, symbol)
+        assert toolchain.multiplies(obj, "prom_requantize", arm=True)
+        assert toolchain.multiplies(obj, "prom_conv2d", arm=True)
+
+
+@needs_arm
+@pytest.mark.parametrize("cpu", ["cortex-m4", "cortex-m7"])
+def test_cortex_m_qemu_every_layer(cifar_double_lib, cpu):
+    model, export = cifar_double_lib
+    elf = toolchain.build_mcu(export.outdir, cpu)
+    x = _images(model, 2, seed=5)
+    got, info = run.run_qemu(model, elf, x, cpu, timeout=300)
+    _assert_same(model, x, got)
+    assert 0 < info["stack_bytes"] < 4096 and info["arena_bytes"] == export.arena_bytes
+    symbols = subprocess.run([toolchain.ARM_NM, elf], capture_output=True, text=True, check=True).stdout
+    # linked with -nostdlib against libgcc alone: no libc, and no soft-float routine was pulled in
+    assert not re.search(r"__aeabi_[fdi]2|__aeabi_[fd](add|mul|div|sub)|\bmalloc\b|\bprintf\b", symbols)
+
+
+@needs_arm
+@needs_shipped
+def test_shipped_model_cortex_m4(tmp_path, cifar10_root):
+    from promref.data.cifar10 import load_cifar10
+    from promref.preprocess import pixels_to_int8
+    model = load(SHIPPED)
+    export = export_c(model, tmp_path)
+    elf = toolchain.build_mcu(export.outdir, "cortex-m4")
+    images, _ = load_cifar10("test", root=cifar10_root)
+    x = pixels_to_int8(images[:2])
+    got, _ = run.run_qemu(model, elf, x, "cortex-m4", timeout=600)
+    _assert_same(model, x, got)
+    sizes = toolchain.mcu_sizes(elf)
+    assert sizes["weights"] == export.weight_bytes and sizes["arena"] == export.arena_bytes
+    assert 0 < sizes["code"] < 64 * 1024
+
+
+def test_library_uses_only_stdint_and_string(cifar_double_lib):
+    _, export = cifar_double_lib
+    for name in ("prom_runtime.c", "prom_runtime.h", "prom_model.c", "prom_model.h",
+                 "prom_weights.c", "prom_weights.h"):
+        text = open(os.path.join(export.outdir, name)).read()
+        includes = re.findall(r'#include\s+(\S+)', text)
+        assert set(includes) <= {"<stdint.h>", "<string.h>", '"prom_runtime.h"', '"prom_model.h"',
+                                 '"prom_weights.h"'}, (name, includes)
+        code = re.sub(r'"[^"\n]*"', '""', re.sub(r"/\*.*?\*/", "", text, flags=re.S))  # no comments, strings
+        assert not re.search(r"\b(float|double|malloc|free)\b", code), name
+
+
+def test_arena_plan_never_overlaps_live_tensors():
+    model = random_model("cifar", 0.35, "prom", seed=0)
+    placements, arena, live = plan_arena(model)
+    assert arena >= live > 0
+    items = list(placements.values())
+    for a in items:
+        assert a.offset + a.size <= arena
+        for b in items:
+            if a is not b and a.first <= b.last and b.first <= a.last:
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
+
+
+def test_refuses_op_without_c_kernel(model):
+    validate(model)
+    model.layers[3].op = "max_pool"
+    with pytest.raises(CExportError, match=r"layer 3 .*no C kernel for op 'max_pool'"):
+        check_expressible(model)
+    with pytest.raises(PromrefError, match="max_pool"):
+        export_c(model, "/nonexistent/never-written")
+
+
+def _huge_map_model():
+    """Valid for promref (a 26754 x 26754 input fits int32 indices), but its stem output has 2.9e9 elements."""
+    def req(n, shift=-20):
+        return dict(bias=np.zeros(n, np.int32), multiplier=np.full(n, 1 << 30, np.int32),
+                    shift=np.full(n, shift, np.int32))
+    w1 = np.ones((4, 1, 1, 3), np.int8)
+    dw = np.ones((15, 15, 4), np.int8)
+    layers = [Layer("stem", "stem", "conv2d", ("input",), 3, 4, out_zero_point=0, weights=w1, **req(4)),
+              Layer("dw1", "depthwise", "depthwise_conv2d", ("stem",), 4, 4, out_zero_point=0, kernel=15,
+                    stride=15, weights=dw, **req(4)),
+              Layer("dw2", "depthwise", "depthwise_conv2d", ("dw1",), 4, 4, out_zero_point=0, kernel=15,
+                    stride=15, weights=dw, **req(4)),
+              Layer("pool", "pool", "global_avgpool", ("dw2",), 4, 4, out_zero_point=0),
+              Layer("classifier", "classifier", "fully_connected", ("pool",), 4, 2, out_zero_point=0,
+                    weights=np.ones((2, 4), np.int8), **req(2))]
+    return Model("huge", InputSpec(height=26754, width=26754), layers, labels=("a", "b"))
+
+
+def test_refuses_tensor_beyond_int32_indices(tmp_path):
+    model = validate(_huge_map_model())
+    with pytest.raises(CExportError, match=r"layer 0 \('stem'.*26754, 26754, 4\).*> 2\*\*31 - 1"):
+        export_c(model, tmp_path)
+    assert not os.listdir(tmp_path)  # refused before writing anything
+
+
+@needs_cc
+def test_cli_export_c(tmp_path, good_file, capsys):
+    assert cli_main(["export", "c", str(good_file), str(tmp_path / "lib")]) == 0
+    assert "arena" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "lib" / "prom_model.h")
+    assert cli_main(["export", "c", str(tmp_path / "missing.npz"), str(tmp_path / "x")]) == 2

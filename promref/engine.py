@@ -60,6 +60,16 @@ def reader_counts(model):
     return readers
 
 
+def last_uses(model):
+    """{tensor name: index of the last layer that reads it} (buffer lifetimes, e.g. for
+    the C export's arena plan; the engine itself frees by :func:`reader_counts`)."""
+    last = {}
+    for i, layer in enumerate(model.layers):
+        for name in layer.inputs:
+            last[name] = i
+    return last
+
+
 def run(model, x, backend="numba", trace=False, rounding=None):
     """int8 [N, H, W, 3] -> int8 logits [N, classes] (and {name: int8 output} if trace).
 

@@ -28,10 +28,6 @@ from dataclasses import dataclass
 
 from ..errors import PromrefError
 
-#: where the exact ONNX export lives (the one line to change when it moves to promref.interop.onnx)
-ONNX_EXPORT_MODULE = "promref.interop.onnx_export"
-
-
 @dataclass(frozen=True)
 class Backend:
     """One runtime: its runner (see the module docstring) and what it needs installed."""
@@ -39,6 +35,13 @@ class Backend:
     description: str
     requires: tuple
     run: object
+    #: model -> the nearest model this runtime represents exactly (identity where every
+    #: validated model is; TFLite's twin with float32-derived multipliers): what the
+    #: property tests export, so that they test the runtime, not only its refusals
+    representable: object = None
+
+    def representable_form(self, model):
+        return self.representable(model) if self.representable else model
 
 
 def _run_tosa(model, x):
@@ -47,10 +50,25 @@ def _run_tosa(model, x):
 
 
 def _run_onnxruntime(model, x):
-    onnx_export = importlib.import_module(ONNX_EXPORT_MODULE)
+    from ..interop.onnx import export as onnx_export
     session = onnx_export.ort_session(onnx_export.build_onnx(model, every_layer=True), threads=1)
     _, outputs = onnx_export.run_onnx(session, x)
     return {layer.name: outputs[layer.name] for layer in model.layers}
+
+
+def _run_litert(model, x):
+    from ..interop.tflite.runners import run_litert
+    return run_litert(model, x)
+
+
+def _run_tflm(model, x):
+    from ..interop.tflite.runners import run_tflm
+    return run_tflm(model, x)
+
+
+def _tflite_twin(model):
+    from ..interop.tflite.scales import tflite_derived
+    return tflite_derived(model)[0]
 
 
 BACKENDS = {
@@ -58,6 +76,12 @@ BACKENDS = {
                     ("tosa_serializer", "tosa_reference_model"), _run_tosa),
     "onnxruntime": Backend("onnxruntime", "exact integer ONNX export in ONNX Runtime (CPU)",
                            ("onnx", "onnxruntime"), _run_onnxruntime),
+    # TFLite derives multipliers from float32 scales and rounds double: a model whose integer
+    # parameters TFLite cannot derive is refused (TfliteExportError), see docs/deploy-tflite.md
+    "tflite": Backend("tflite", "TFLite flatbuffer in LiteRT's reference kernels (BUILTIN_REF)",
+                      ("tflite", "ai_edge_litert"), _run_litert, _tflite_twin),
+    "tflm": Backend("tflm", "TFLite flatbuffer in the TensorFlow Lite Micro interpreter",
+                    ("tflite", "tflite_micro"), _run_tflm, _tflite_twin),
 }
 
 

@@ -211,10 +211,15 @@ def _huge_map_model():
 
 
 def test_refuses_tensor_beyond_int32_indices(tmp_path):
-    model = validate(_huge_map_model())
+    """The loader's resource limits (input sides <= 2048, <= 2**26 elements a tensor) already
+    keep validated models far below int32 indices; the generator's own check still refuses
+    a model built in memory past them, before writing anything."""
+    model = _huge_map_model()
+    with pytest.raises(PromrefError, match=r"out of range \[1, 2048\]"):
+        validate(model)
     with pytest.raises(CExportError, match=r"layer 0 \('stem'.*26754, 26754, 4\).*> 2\*\*31 - 1"):
-        export_c(model, tmp_path)
-    assert not os.listdir(tmp_path)  # refused before writing anything
+        check_expressible(model)
+    assert not os.listdir(tmp_path)
 
 
 @needs_cc

@@ -17,7 +17,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "promref"
 
 #: the core: what a model is, its file, its checks, its arithmetic and its execution
 CORE = ("promref.arith", "promref.errors", "promref.architectures", "promref.model", "promref.format",
-        "promref.validate", "promref.engine", "promref.kernels")
+        "promref.validate", "promref.engine", "promref.kernels",
+        # the bounded readers every loader shares (resource limits, regular files, strict JSON, zip)
+        "promref.limits", "promref.fileio", "promref.npzread")
 #: third-party packages that read or write a foreign model format or run a foreign runtime
 FOREIGN = ("onnx", "onnxruntime", "tflite", "tflite_runtime", "tflite_micro", "ai_edge_litert", "tensorflow",
            "tosa", "tosa_tools", "serializer", "flatbuffers")

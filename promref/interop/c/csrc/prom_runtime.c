@@ -130,10 +130,11 @@ void prom_conv2d(const prom_conv_params *p, const int8_t *x, int8_t *y)
                         continue;
                     for (b = 0; b < k; b++) {
                         const int32_t col = c0 + b;
-                        const int8_t *px = x + (r * p->in_w + col) * cin;
-                        const int8_t *pw = w + (a * k + b) * cin;
+                        const int8_t *px, *pw;
                         if (col < 0 || col >= p->in_w)
-                            continue;
+                            continue;  /* padding tap: no pointer is formed outside x (C99 6.5.6) */
+                        px = x + (r * p->in_w + col) * cin;
+                        pw = w + (a * k + b) * cin;
                         for (c = 0; c < cin; c++)
                             acc += ((int32_t)pw[c] - p->weight_zero_point) * ((int32_t)px[c] - p->in_zero_point);
                     }

@@ -92,6 +92,7 @@ class Progress:
 
     def end_epoch(self):
         if self.bar is not None:
+            self.bar.refresh()   # draw the epoch's final figures even if it ran faster than tqdm's redraw interval
             self.bar.close()
             self.bar = None
 

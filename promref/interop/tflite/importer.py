@@ -58,6 +58,7 @@ from ...errors import PromrefError
 from ...model import InputSpec, Layer, Model
 from ...validate import validate
 from .import_ops import OP_HANDLERS
+from .naming import layer_kinds, layer_names
 from .prepare import TfliteImportError, activation_range
 from .reader import read_labels, read_tflite
 
@@ -142,87 +143,46 @@ class Builder:
         if not self.layers or self.tensor_of.get(self.logits_tensor) != self.layers[-1]["name"]:
             raise TfliteImportError("the logits must be the output of the last imported layer")
 
-    # -- naming and kinds
+    # -- the model
     def finish(self, labels, name):
+        """The emitted records -> an (unvalidated) :class:`Model` with its ``metadata["tflite"]`` map."""
         records = self.layers
-        by_name = {r["name"]: r for r in records}
-        consumers = {r["name"]: [] for r in records}
-        for r in records:
-            for i in r["inputs"]:
-                if i in consumers:
-                    consumers[i].append(r)
-
-        def kind_of(r):
-            role = r["role"]
-            if role == "conv":
-                if r["inputs"] != ("input",):
-                    raise TfliteImportError("only the stem (the first convolution) may have a kernel > 1")
-                return "stem"
-            if role == "conv1x1":
-                src = by_name.get(r["inputs"][0])
-                if src is not None and src["role"] == "depthwise":
-                    return "project"
-                if any(c["role"] == "depthwise" for c in consumers[r["name"]]):
-                    return "expand"
-                if any(c["role"] in ("pool", "mean") for c in consumers[r["name"]]):
-                    return "last_conv"
-                raise TfliteImportError(f"cannot tell the role of 1x1 convolution {r['name']}")
-            if role == "mean":
-                return "depthwise"
-            if role == "fc":
-                return "classifier"
-            return role  # depthwise, add, pool
-
-        block, rename = 0, {"input": "input"}
-        for r in records:
-            kind = r["kind"] = kind_of(r)
-            if kind == "expand" or (kind == "depthwise" and r["role"] == "depthwise"
-                                    and by_name.get(r["inputs"][0], {}).get("kind") != "expand"):
-                block += 1
-            if kind in ("expand", "depthwise", "project", "add") and r["role"] != "mean":
-                new = f"b{block}.{kind}"
-            elif r["role"] == "mean":
-                new = "pool.mean"
-            else:
-                new = kind
-            if new in rename.values():
-                new = f"{new}.{r['name']}"
-            rename[r["name"]] = new
-
+        kinds = layer_kinds(records)
+        rename = layer_names(records, kinds)
         layers, tensor_map = [], {}
-        for r in records:
-            fields = {k: v for k, v in r.items() if k not in ("role", "tflite_tensor", "name", "inputs", "kind")}
-            layer = Layer(name=rename[r["name"]], kind=r["kind"], inputs=tuple(rename[i] for i in r["inputs"]),
+        for r, kind in zip(records, kinds):
+            fields = {k: v for k, v in r.items() if k not in ("role", "tflite_tensor", "name", "inputs")}
+            layer = Layer(name=rename[r["name"]], kind=kind, inputs=tuple(rename[i] for i in r["inputs"]),
                           **fields)
             layers.append(layer)
             tensor_map[layer.name] = int(r["tflite_tensor"])
-
-        tin = self.input_tensor
-        h, w = tin.shape[1:3]
-        scale = float(tin.scale)
-        # real = scale * (q - zp) with q = pixel - 128  ==  (pixel / 255 - mean) / std
-        std = 1.0 / (255.0 * scale)
-        mean = (128 + self.input_zp) / 255.0
-        spec = InputSpec(height=int(h), width=int(w), resize=0, resample="bilinear", scale=scale,
-                         zero_point=self.input_zp, mean=(mean,) * 3, std=(std,) * 3)
-        classes = layers[-1].out_channels
         if labels is None:
-            labels = tuple(f"class {i}" for i in range(classes))
-        model = Model(name=name, input=spec, layers=layers, labels=tuple(labels), rounding="double",
-                      arch={"family": "mobilenetv2", "source": "tflite"},
-                      metadata={"tflite": {
-                          "file": os.path.basename(self.path),
-                          "input_tensor": int(self.graph.inputs[0]),
-                          "input_type": tin.type.lower(),
-                          "logits_tensor": int(self.logits_tensor),
-                          "tensors": tensor_map,
-                          # other TFLite tensors holding the same integers (RESHAPE, same-scale QUANTIZE)
-                          "aliases": {str(k): rename[v] for k, v in self.aliases.items()},
-                          "notes": list(self.notes),
-                          # layers that cannot match LiteRT's reference kernels bit for bit
-                          "inexact": [name for name, t in tensor_map.items() if t in self.inexact_tensors],
-                      }})
-        return model
+            labels = tuple(f"class {i}" for i in range(layers[-1].out_channels))
+        return Model(name=name, input=input_spec(self.input_tensor, self.input_zp), layers=layers,
+                     labels=tuple(labels), rounding="double", arch={"family": "mobilenetv2", "source": "tflite"},
+                     metadata={"tflite": {
+                         "file": os.path.basename(self.path),
+                         "input_tensor": int(self.graph.inputs[0]),
+                         "input_type": self.input_tensor.type.lower(),
+                         "logits_tensor": int(self.logits_tensor),
+                         "tensors": tensor_map,
+                         # other TFLite tensors holding the same integers (RESHAPE, same-scale QUANTIZE)
+                         "aliases": {str(k): rename[v] for k, v in self.aliases.items()},
+                         "notes": list(self.notes),
+                         # layers that cannot match LiteRT's reference kernels bit for bit
+                         "inexact": [name for name, t in tensor_map.items() if t in self.inexact_tensors],
+                     }})
+
+
+def input_spec(tensor, zero_point):
+    """The graph's [1, H, W, 3] input tensor and its int8 zero point -> promref's :class:`InputSpec`."""
+    h, w = tensor.shape[1:3]
+    scale = float(tensor.scale)
+    # real = scale * (q - zp) with q = pixel - 128  ==  (pixel / 255 - mean) / std
+    std = 1.0 / (255.0 * scale)
+    mean = (128 + zero_point) / 255.0
+    return InputSpec(height=int(h), width=int(w), resize=0, resample="bilinear", scale=scale,
+                     zero_point=zero_point, mean=(mean,) * 3, std=(std,) * 3)
 
 
 def import_tflite(path, labels=None, name=None):

@@ -204,11 +204,6 @@ def cmd_demo(args):
     return 0 if same else 1
 
 
-def cmd_energy(args, rest):
-    from .energy import main as energy_main
-    return energy_main(rest)
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="promref", description="Integer-exact PROM MobileNetV2 reference.")
     parser.add_argument("--version", action="version", version=f"promref {__version__}")
@@ -261,23 +256,19 @@ def build_parser():
     register_tflite(export_sub)
     register_tosa(export_sub)
 
-    sub.add_parser("energy", help="energy and storage report (promref energy --help)", add_help=False)
+    from .conformance.cli import register as register_conformance
+    from .energy.cli import register as register_energy
+    register_energy(sub)
+    register_conformance(sub)
     sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)
-    sub.add_parser("conformance", help="golden vectors and the checker (promref conformance --help)",
-                   add_help=False)
     return parser
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["energy"]:  # these subcommands parse their own options
-        runner = lambda: cmd_energy(None, argv[1:])  # noqa: E731
-    elif argv[:1] == ["train"]:
+    if argv[:1] == ["train"]:  # parses its own options (until train/cli.py registers into this tree)
         from .train.cli import main as train_main
         runner = lambda: train_main(argv[1:])  # noqa: E731
-    elif argv[:1] == ["conformance"]:
-        from .conformance.cli import main as conformance_main
-        runner = lambda: conformance_main(argv[1:])  # noqa: E731
     else:
         args = build_parser().parse_args(argv)
         runner = lambda: args.func(args)  # noqa: E731

@@ -89,11 +89,27 @@ def cmd_rounding(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="promref conformance",
-                                     description="Golden vectors and a checker for PROM implementations.")
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = "Golden vectors and a checker for PROM implementations."
 
+
+def register(subparsers):
+    """Add ``conformance`` (with its own subcommands) to the subcommands of ``promref``."""
+    p = subparsers.add_parser("conformance", help="golden vectors and the checker (docs/conformance.md)",
+                              description=DESCRIPTION)
+    add_commands(p)
+    p.set_defaults(func=run)
+
+
+def build_parser():
+    """The stand-alone parser of :func:`main` and ``python -m promref.conformance``."""
+    parser = argparse.ArgumentParser(prog="promref conformance", description=DESCRIPTION)
+    add_commands(parser)
+    return parser
+
+
+def add_commands(parser):
+    """The ``generate``, ``check`` and ``rounding`` subcommands on ``parser``."""
+    sub = parser.add_subparsers(dest="conformance_command", metavar="{generate,check,rounding}", required=True)
     p = sub.add_parser("generate", help="write the golden-vector suite into OUTDIR")
     p.add_argument("outdir")
     p.add_argument("--weights", nargs="+", action="extend", default=[], metavar="W",
@@ -104,7 +120,7 @@ def build_parser():
     p.add_argument("--shipped-images", type=int, default=1, help="input images per weights file (default 1)")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty OUTDIR")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(conformance_func=cmd_generate)
 
     p = sub.add_parser("check", help="run an implementation against a suite")
     p.add_argument("suite")
@@ -121,7 +137,7 @@ def build_parser():
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     p.add_argument("-v", "--verbose", action="store_true", help="print every case as it runs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_check)
+    p.set_defaults(conformance_func=cmd_check)
 
     p = sub.add_parser("rounding", help="how often rounding rules disagree on real activations")
     p.add_argument("--images", nargs="+", metavar="IMAGE", help="image files (default: ../shared/data samples)")
@@ -130,19 +146,21 @@ def build_parser():
     p.add_argument("--model", action="append", metavar="CONFIG:WIDTH:SCHEME",
                    help="random models to measure (default imagenet:1.0:prom and imagenet:1.0:int8)")
     p.add_argument("--json", metavar="FILE", help="also write the numbers as JSON")
-    p.set_defaults(func=cmd_rounding)
-    return parser
+    p.set_defaults(conformance_func=cmd_rounding)
 
 
 def main(argv=None):
     """Entry point for ``promref conformance``; ``argv`` excludes the word 'conformance'."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args):
+    """One parsed ``conformance`` subcommand -> exit status; a bad suite or argument is exit 2."""
     from ..errors import PromrefError
-    from .suite import SuiteError
     try:
-        return args.func(args)
-    except (PromrefError, SuiteError, FileExistsError) as e:
+        return args.conformance_func(args)
+    except (PromrefError, FileExistsError) as e:  # SuiteError is a PromrefError
         print(f"promref conformance: error: {e}", file=sys.stderr)
         return 2
 

@@ -14,12 +14,28 @@ from .report import format_grid, format_report, option_grid, paper_comparison, r
 from .tables import energy_table
 
 
+DESCRIPTION = ("Operation counts, energy (per-operation table, default Horowitz 2014, 45 nm) and "
+               "storage of a model in four configurations (float32, float16, int8, PROM), per layer "
+               "and in total.  See docs/energy.md.")
+
+
+def register(subparsers):
+    """Add ``energy`` to the subcommands of ``promref`` (one argparse tree for the whole CLI)."""
+    p = subparsers.add_parser("energy", help="energy and storage report (docs/energy.md)", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(func=run, print_usage=p.print_usage)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
-        prog="promref energy",
-        description="Operation counts, energy (per-operation table, default Horowitz 2014, 45 nm) and "
-                    "storage of a model in four configurations (float32, float16, int8, PROM), per layer "
-                    "and in total.  See docs/energy.md.")
+    """The stand-alone parser of :func:`main` (the same arguments as ``promref energy``)."""
+    p = argparse.ArgumentParser(prog="promref energy", description=DESCRIPTION)
+    add_arguments(p)
+    p.set_defaults(print_usage=p.print_usage)
+    return p
+
+
+def add_arguments(p):
+    """The arguments of ``promref energy`` on parser ``p``."""
     p.add_argument("weights", nargs="?", help="a promref .npz weights file")
     p.add_argument("--arch", choices=("mobilenetv2",), help="report an architecture's layout instead of a file")
     p.add_argument("--config", choices=tuple(MODEL_CONFIGS), default="imagenet",
@@ -44,7 +60,6 @@ def build_parser():
                         "combination of these option values (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON data instead of tables")
     p.add_argument("--list-accountings", action="store_true", help="list the accounting presets and exit")
-    return p
 
 
 def _overrides(pairs):
@@ -67,16 +82,20 @@ def _list_accountings(out):
 
 def main(argv=None):
     """Run ``promref energy`` with ``argv`` (without the program and sub-command names) -> exit status."""
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # -h, or a usage error argparse already printed
         return int(e.code or 0)
+    return run(args)
+
+
+def run(args):
+    """``promref energy`` on parsed arguments -> exit status (1 for a bad model, option or table)."""
     if args.list_accountings:
         _list_accountings(sys.stdout)
         return 0
     if (args.weights is None) == (args.arch is None):
-        parser.print_usage(sys.stderr)
+        args.print_usage(sys.stderr)
         sys.stderr.write("promref energy: error: give either a WEIGHTS file or --arch mobilenetv2\n")
         return 2
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...engine import get_backend
+from ...engine import op_table
 from ...model import OPS
 from ...preprocess import preprocess
 
@@ -26,10 +26,10 @@ __all__ = ["LayerStats", "Agreement", "litert_interpreter", "load_sample_images"
 def default_backend():
     """'numba' when the fast backend imports and has every op, else 'numpy'."""
     try:
-        kernels = get_backend("numba")
+        table = op_table("numba")
     except Exception:  # noqa: BLE001 - any import problem means "not available"
         return "numpy"
-    return "numba" if all(hasattr(kernels, op) for op in OPS) else "numpy"
+    return "numba" if all(op in table for op in OPS) else "numpy"
 
 
 def litert_interpreter(path):

@@ -25,6 +25,7 @@ from promref.synthetic import random_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 C_DIR = os.path.join(ROOT, "examples", "c")
+RUNTIME_DIR = os.path.join(ROOT, "promref", "interop", "c", "csrc")  # the runtime `promref export c` writes
 REQUANTIZING_OPS = ("requantize", "pointwise_ternary", "conv2d", "depthwise_conv2d", "fully_connected", "add")
 
 
@@ -322,11 +323,11 @@ def c_binaries(tmp_path_factory):
     if compiler is None:
         pytest.skip("no C compiler (cc, gcc or clang) on PATH: the C example cannot be built")
     out = tmp_path_factory.mktemp("cbuild")
-    sources = [os.path.join(C_DIR, "prom_conformance.c"), os.path.join(C_DIR, "prom_kernels.c")]
+    sources = [os.path.join(C_DIR, "prom_conformance.c"), os.path.join(RUNTIME_DIR, "prom_runtime.c")]
     binaries = {}
     for name, flags in (("good", []), ("wrong", ["-DWRONG_ROUNDING"])):
         exe = str(out / f"prom_conformance_{name}")
-        done = subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, "-o", exe,
+        done = subprocess.run([compiler, "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", *flags, "-I", RUNTIME_DIR, "-o", exe,
                                *sources], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         binaries[name] = exe

@@ -1,6 +1,7 @@
 /*
  * prom_conformance.c - a driver that speaks promref's conformance subprocess protocol
- * (docs/conformance.md) for the kernels in prom_kernels.c.
+ * (docs/conformance.md) for two kernels of the runtime that `promref export c` generates:
+ * promref/interop/c/csrc/prom_runtime.c, compiled in as it is (no copy of it lives here).
  *
  *   prom_conformance --supported-ops          prints "requantize pointwise_ternary"
  *   prom_conformance REQUEST.json OUT_DIR     runs one case
@@ -9,12 +10,15 @@
  * that the checker writes next to it.  Inputs are .npy files (the header is skipped,
  * its dtype checked); each output is written raw (little-endian) as OUT_DIR/<name>.bin.
  * Exit status: 0 done, 77 op not supported, 2 error (message on stderr).
+ *
+ * Compile with -DWRONG_ROUNDING for a deliberately broken variant (ties of negative
+ * values rounded the wrong way in both modes): the conformance suite must catch it.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "prom_kernels.h"
+#include "prom_runtime.h"
 
 #define EXIT_UNSUPPORTED 77
 #define MAX_PARAMS 512
@@ -204,7 +208,7 @@ static void write_output(const char *out_dir, const char *name, const int8_t *y,
         die("cannot write", path);
 }
 
-static prom_rounding rounding_mode(void)
+static int32_t rounding_mode(void)
 {
     const char *r = need("rounding");
     if (strcmp(r, "single") == 0)
@@ -215,12 +219,38 @@ static prom_rounding rounding_mode(void)
     return PROM_ROUND_SINGLE;
 }
 
+#ifdef WRONG_ROUNDING
+/* BUG on purpose, for the suite to catch: ties of negative values go the wrong way in both
+ * modes ("single": away from zero, as C's round() does; "double": RDBPOT rounds them up).
+ * Everything else is the runtime's prom_requantize. */
+static int8_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t zero_point, int32_t lo,
+                         int32_t hi, int32_t rounding)
+{
+    int32_t scaled;
+    int64_t v;
+    if (rounding == PROM_ROUND_DOUBLE) {
+        const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+        const int32_t x = prom_srdhm((int32_t)((int64_t)acc * ((int64_t)1 << left)), multiplier);
+        const int32_t mask = (int32_t)(((int64_t)1 << right) - 1);
+        scaled = (x >> right) + ((x & mask) > (mask >> 1) ? 1 : 0);
+    } else {
+        const int32_t total = 31 - shift;
+        const int64_t product = (int64_t)acc * (int64_t)multiplier, round = (int64_t)1 << (total - 1);
+        scaled = product < 0 ? (int32_t)-((-product + round) >> total) : (int32_t)((product + round) >> total);
+    }
+    v = (int64_t)scaled + zero_point;
+    return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+#else
+#define requantize prom_requantize
+#endif
+
 static int run_requantize(const char *out_dir)
 {
     tensor acc = read_input("acc", "int32");
     tensor mult = read_input("multiplier", "int32");
     tensor shift = read_input("shift", "int32");
-    prom_rounding r = rounding_mode();
+    const int32_t r = rounding_mode();
     const int32_t zp = (int32_t)need_int("out_zero_point");
     const int32_t lo = (int32_t)need_int("out_min"), hi = (int32_t)need_int("out_max");
     const size_t channels = mult.count;
@@ -230,9 +260,21 @@ static int run_requantize(const char *out_dir)
     if (!y || channels == 0 || shift.count != channels || acc.dims[acc.ndims - 1] != (long)channels)
         die("requantize: multiplier/shift must match the last axis of acc", NULL);
     for (i = 0; i < acc.count; i++)
-        y[i] = prom_requantize(a[i], m[i % channels], (int)s[i % channels], zp, lo, hi, r);
+        y[i] = requantize(a[i], m[i % channels], s[i % channels], zp, lo, hi, r);
     write_output(out_dir, "y", y, acc.count);
     return 0;
+}
+
+/* ternary weights {-1, 0, +1} -> 2-bit codes, 4 per byte, first weight in the low bits
+ * (00 = 0, 01 = +1, 10 = -1): what the weights file and a generated library store */
+static void pack_ternary(const int8_t *ternary, size_t count, uint8_t *packed)
+{
+    size_t i;
+    memset(packed, 0, (count + 3) / 4);
+    for (i = 0; i < count; i++) {
+        const unsigned code = ternary[i] > 0 ? 1u : (ternary[i] < 0 ? 2u : 0u);
+        packed[i >> 2] = (uint8_t)(packed[i >> 2] | (code << (2 * (i & 3))));
+    }
 }
 
 static int run_pointwise_ternary(const char *out_dir)
@@ -242,27 +284,44 @@ static int run_pointwise_ternary(const char *out_dir)
     tensor bias = read_input("bias", "int32");
     tensor mult = read_input("multiplier", "int32");
     tensor shift = read_input("shift", "int32");
-    prom_rounding r = rounding_mode();
+    const int32_t r = rounding_mode();
     const int32_t zx = (int32_t)need_int("in_zero_point"), zp = (int32_t)need_int("out_zero_point");
     const int32_t lo = (int32_t)need_int("out_min"), hi = (int32_t)need_int("out_max");
-    const int cout = (int)w.dims[0], cin = (int)w.dims[1];
+    const int32_t cout = (int32_t)w.dims[0], cin = (int32_t)w.dims[1];
     const size_t pixels = x.count / (size_t)cin;
-    const int8_t *t = w.data;
+    const int32_t *b = bias.data, *m = mult.data, *s = shift.data;
     uint8_t *packed = malloc(w.count / 4 + 2);
     int32_t *folded = malloc((size_t)cout * sizeof *folded + 1);
-    int8_t *y = malloc(pixels * (size_t)cout + 1);
+    int8_t *ones = malloc((size_t)cin + 1), *y = malloc(pixels * (size_t)cout + 1);
+    int32_t o;
     size_t i;
     if (w.ndims != 2 || x.dims[x.ndims - 1] != cin || bias.count != (size_t)cout || mult.count != (size_t)cout ||
         shift.count != (size_t)cout)
         die("pointwise_ternary: inconsistent shapes", NULL);
-    if (!packed || !folded || !y)
+    if (!packed || !folded || !ones || !y)
         die("out of memory", NULL);
     for (i = 0; i < w.count; i++)
-        if (t[i] < -1 || t[i] > 1)
+        if (((const int8_t *)w.data)[i] < -1 || ((const int8_t *)w.data)[i] > 1)
             die("pointwise_ternary: weights must be in {-1, 0, 1}", NULL);
-    prom_pack_ternary(t, w.count, packed); /* what a deployed model would store */
-    prom_fold_bias(bias.data, packed, cout, cin, zx, folded);
-    prom_pointwise_ternary(x.data, pixels, cin, packed, cout, folded, mult.data, shift.data, zp, lo, hi, r, y);
+    pack_ternary(w.data, w.count, packed);
+    /* the generator folds the input zero point into the bias: bias[o] - zx * sum_c t[o][c], the sum
+     * being the runtime's ternary dot product with an all-ones input */
+    memset(ones, 1, (size_t)cin);
+    for (o = 0; o < cout; o++)
+        folded[o] = b[o] - zx * prom_ternary_dot(ones, packed, (uint32_t)(o * cin), cin);
+#ifdef WRONG_ROUNDING /* the runtime's dot product, the broken requantization */
+    for (i = 0; i < pixels; i++) {
+        const int8_t *px = (const int8_t *)x.data + i * (size_t)cin;
+        for (o = 0; o < cout; o++)
+            y[i * (size_t)cout + (size_t)o] = requantize(folded[o] + prom_ternary_dot(px, packed, (uint32_t)(o * cin), cin),
+                                                         m[o], s[o], zp, lo, hi, r);
+    }
+#else
+    {
+        const prom_ternary_params p = {(int32_t)pixels, cin, cout, zp, lo, hi, r, packed, folded, m, s};
+        prom_pointwise_ternary(&p, x.data, y);
+    }
+#endif
     write_output(out_dir, "y", y, pixels * (size_t)cout);
     return 0;
 }

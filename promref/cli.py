@@ -27,7 +27,7 @@ from . import __version__
 from .api import infer, predict
 from . import limits
 from .errors import PromrefError
-from .fileio import loads_json, read_regular
+from .fileio import loads_json, output_file, read_regular
 from .format import load, save
 from .model import tensor_shapes
 from .registry import DEFAULT_MODEL, card_path, model_path, resolve
@@ -148,8 +148,7 @@ def cmd_random_model(args):
         raise PromrefError(f"--width must be a number in (0, 4], not {args.width}")
     if not 0 <= args.seed < 2**32:
         raise PromrefError(f"--seed must be an integer in [0, 2**32 - 1], not {args.seed}")
-    if os.path.isdir(args.out):
-        raise PromrefError(f"{args.out}: is a directory; give the .npz file to write")
+    output_file(args.out, PromrefError, ".npz file")
     model = random_model(args.config, args.width, args.scheme, seed=args.seed, rounding=args.rounding)
     save(model, args.out)
     print(f"wrote {args.out}: {model.name} ({os.path.getsize(args.out):,} bytes)")

@@ -5,7 +5,9 @@ batches, suite manifests and tensors, model cards, energy tables, an
 implementation's outputs) is opened through :func:`open_regular`: a FIFO,
 device or directory is refused *before* anything blocks on it (``open`` of a
 FIFO waits for a writer forever).  :func:`loads_json` parses JSON whose depth
-and integer sizes are limited (docs/format.md, "Resource limits").
+and integer sizes are limited (docs/format.md, "Resource limits").  Every
+exported file (ONNX, TFLite, a random model) is checked by :func:`output_file`
+first: a directory or a missing folder is refused before the export runs.
 """
 import json
 import os
@@ -54,6 +56,21 @@ def read_regular(path, error=PromrefError, what="file", max_bytes=None):
     if max_bytes is not None and len(data) > max_bytes:
         raise error(f"{_name(path)}: grew past the limit of {max_bytes} bytes while being read")
     return data
+
+
+def output_file(path, error=PromrefError, what="file"):
+    """``path`` as a str, checked as a place to write a ``what``: refused with ``error`` when it
+    is a directory or its folder does not exist, before any work goes into the contents."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        raise error(f"the {what} to write must be a path, not {type(path).__name__}") from None
+    if os.path.isdir(name):
+        raise error(f"{_name(name)}: is a directory; give the {what} to write")
+    folder = os.path.dirname(os.path.abspath(name))
+    if not os.path.isdir(folder):
+        raise error(f"{_name(name)}: its folder {_name(folder)} does not exist")
+    return name
 
 
 def _name(path):

@@ -275,3 +275,15 @@ def load(source):
         return validate(model)
     except WeightsFormatError as e:
         raise type(e)(f"{path}: {e}") from None
+
+
+def member_nbytes(source):
+    """{member key: bytes of its array} of a weights file, from the ``.npy`` headers alone.
+
+    Read through the same bounded, pickle-free reader and limits as :func:`load`
+    (nothing is inflated); raises :class:`~promref.errors.WeightsFormatError`.
+    The energy report's storage table uses it for the bytes of weights, meta
+    and overhead.
+    """
+    with _open_weights(source) as reader:
+        return {key: reader.nbytes(key) for key in reader.names}

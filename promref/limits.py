@@ -112,3 +112,16 @@ def bounded_repr(value, limit=MAX_REPR_CHARS):
     """
     text = _BoundedRepr(limit).repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def printable_tail(text, limit=MAX_REPR_CHARS):
+    """The last ``limit`` characters of text an outside program printed, safe to show on one line.
+
+    Every character that is not printable (newlines, escape sequences that
+    would move the cursor or recolour the terminal, lone surrogates) is shown
+    as its backslash escape, so a program under test can neither forge report
+    lines nor reach the user's terminal.
+    """
+    tail = text[-limit:]
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in tail)

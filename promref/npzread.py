@@ -91,29 +91,59 @@ def _npy_header(f, fail, where):
     return shape, fortran_order, dtype
 
 
-def read_member(archive, info, fail, error):
-    """One ``.npy`` member -> a writable C-ordered ndarray (0-d stays 0-d).
+def _open_member(archive, info, fail):
+    """Open one ``.npy`` member past its header -> (stream, shape, fortran_order, dtype, data bytes).
 
     The header's shape and dtype must account for exactly the member's
-    declared bytes, so the read is bounded by the directory's size, which
+    declared bytes, so any read is bounded by the directory's size, which
     :func:`check_directory` has already limited.
     """
     where = f"member {info.filename[:200]!r}"
+    f = archive.open(info)
     try:
-        with archive.open(info) as f:
-            shape, fortran_order, dtype = _npy_header(f, fail, where)
-            count = 1
-            for n in shape:
-                count *= n
-            data_bytes = info.file_size - f.tell()
-            if count * dtype.itemsize != data_bytes:
-                fail(f"{where}: header declares {shape} {dtype} ({count * dtype.itemsize} bytes) "
-                     f"but the member holds {data_bytes} bytes")
-            data = f.read(data_bytes)  # zipfile never returns more than the declared size
+        shape, fortran_order, dtype = _npy_header(f, fail, where)
+        count = 1
+        for n in shape:
+            count *= n
+        data_bytes = info.file_size - f.tell()
+        if count * dtype.itemsize != data_bytes:
+            fail(f"{where}: header declares {shape} {dtype} ({count * dtype.itemsize} bytes) "
+                 f"but the member holds {data_bytes} bytes")
+    except BaseException:
+        f.close()
+        raise
+    return f, shape, fortran_order, dtype, data_bytes
+
+
+def _guarded(fail, error, where, action):
+    """``action()``, with the zip module's exceptions turned into ``error`` naming ``where``."""
+    try:
+        return action()
     except error:
         raise
     except _ZIP_ERRORS as e:
         fail(f"{where}: corrupt or truncated: {e}")
+
+
+def member_nbytes(archive, info, fail, error):
+    """Bytes of one ``.npy`` member's array, from its header (the data is not inflated)."""
+    def header():
+        f, _, _, _, data_bytes = _open_member(archive, info, fail)
+        f.close()
+        return data_bytes
+    return _guarded(fail, error, f"member {info.filename[:200]!r}", header)
+
+
+def read_member(archive, info, fail, error):
+    """One ``.npy`` member -> a writable C-ordered ndarray (0-d stays 0-d)."""
+    where = f"member {info.filename[:200]!r}"
+
+    def inflate():
+        f, shape, fortran_order, dtype, data_bytes = _open_member(archive, info, fail)
+        with f:
+            return shape, fortran_order, dtype, data_bytes, f.read(data_bytes)  # never more than declared
+
+    shape, fortran_order, dtype, data_bytes, data = _guarded(fail, error, where, inflate)
     if len(data) != data_bytes:
         fail(f"{where}: truncated ({len(data)} of {data_bytes} bytes)")
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
@@ -166,6 +196,10 @@ class NpzReader:
     def read(self, key):
         """Member ``key`` as a writable C-ordered ndarray (0-d stays 0-d)."""
         return read_member(self._zip, self._infos[key], self._fail, self.error)
+
+    def nbytes(self, key):
+        """Bytes of member ``key``'s array (``read(key).nbytes``), read from its header alone."""
+        return member_nbytes(self._zip, self._infos[key], self._fail, self.error)
 
     def close(self):
         if self._zip is not None:

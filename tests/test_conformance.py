@@ -433,3 +433,18 @@ def test_measure_counts_disagreements():
     assert stats["all"]["differ"]["single|double"] > 0
     assert set(stats["end_to_end"]) == {"double", "half_even"}
     assert {"expand", "depthwise", "project", "classifier"} <= set(stats["per_kind"])
+
+
+def test_the_documented_manifest_rules_are_the_checked_ones():
+    """docs/conformance.md's "What the checker accepts" names the checker's own pattern and limits."""
+    from promref import limits
+    from promref.conformance.suite import DTYPES, SAFE_NAME, SUITE_FORMAT
+    with open(os.path.join(ROOT, "docs", "conformance.md"), encoding="utf-8") as f:
+        doc = f.read()
+    section = doc[doc.index("#### What the checker accepts"):doc.index("Per op (all zero points")]
+    mib = 1 << 20
+    for text in (f"`{SAFE_NAME.pattern}`", f'"{SUITE_FORMAT}"', f"{limits.MAX_MANIFEST_BYTES // mib} MiB",
+                 f"{limits.MAX_SUITE_CASES:,} case", f"{limits.MAX_TENSOR_FILE_BYTES // mib} MiB",
+                 f"{limits.MAX_CHECKER_OUTPUT_BYTES // mib} MiB", f"depth at most {limits.MAX_JSON_DEPTH}",
+                 f"at most {limits.MAX_JSON_INT_DIGITS} digits", ", ".join(f"`{d}`" for d in DTYPES)):
+        assert text in section, f"docs/conformance.md's manifest rules do not say {text!r}"

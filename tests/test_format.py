@@ -38,9 +38,9 @@ def npy_bytes(array):
     return buf.getvalue()
 
 
-def write_zip(path, entries):
+def write_zip(path, entries, compression=zipfile.ZIP_STORED):
     """A zip of raw members: {member name: bytes}."""
-    with zipfile.ZipFile(path, "w") as archive:
+    with zipfile.ZipFile(path, "w", compression) as archive:
         for name, data in entries.items():
             archive.writestr(name, data)
     return path

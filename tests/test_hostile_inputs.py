@@ -21,6 +21,7 @@ from promref.errors import CheckpointError, ImageError, PromrefError, ShapeError
 from promref.fileio import loads_json
 from promref.format import load, save
 from promref.preprocess import load_image, resize_and_crop
+from test_format import npy_bytes, write_zip
 
 
 def _photo():
@@ -79,22 +80,13 @@ def test_allowed_formats_still_decode(tmp_path, fmt):
 # ---------------------------------------------------------------- class 2: resource limits
 
 def _npz(path, members):
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return path
-
-
-def _npy(array):
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, array, allow_pickle=False)
-    return buf.getvalue()
+    return write_zip(path, members, zipfile.ZIP_DEFLATED)
 
 
 def test_deflated_members_over_the_total_are_refused_before_inflating(tmp_path, good_file):
     with zipfile.ZipFile(good_file) as z:
         members = {i.filename: z.read(i) for i in z.infolist()}
-    big = _npy(np.zeros(limits.MAX_MEMBER_BYTES - 1024, np.uint8))
+    big = npy_bytes(np.zeros(limits.MAX_MEMBER_BYTES - 1024, np.uint8))
     for i in range(3):
         members[f"junk{i}.npy"] = big
     with pytest.raises(WeightsFormatError, match="in all"):
@@ -104,7 +96,7 @@ def test_deflated_members_over_the_total_are_refused_before_inflating(tmp_path, 
 def test_unknown_member_is_refused_before_it_is_read(tmp_path, good_file, monkeypatch):
     with zipfile.ZipFile(good_file) as z:
         members = {i.filename: z.read(i) for i in z.infolist()}
-    members["zzz/extra.npy"] = _npy(np.zeros(1 << 20, np.uint8))
+    members["zzz/extra.npy"] = npy_bytes(np.zeros(1 << 20, np.uint8))
     path = _npz(tmp_path / "extra.npz", members)
     read = []
     original = promref.npzread.NpzReader.read
@@ -301,6 +293,54 @@ def test_corrupted_suite_file_is_detected(tmp_path):
         verified_path(str(tmp_path), entry)
 
 
+@pytest.fixture(scope="module")
+def op_suite(tmp_path_factory):
+    """A golden suite of the per-op cases only (no model cases: a few seconds)."""
+    from promref.conformance import generate
+    out = tmp_path_factory.mktemp("suite") / "suite"
+    generate(str(out), include_shipped=False, random_models=(), quiet=True)
+    return str(out)
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "-1", "0", "1e400"])
+def test_checker_timeouts_must_be_finite_and_positive(op_suite, timeout, capsys):
+    from promref.cli import main
+    assert main(["conformance", "check", op_suite, "--cmd", "true", f"--timeout={timeout}"]) == 2
+    captured = capsys.readouterr()
+    assert "timeout must be a finite positive number of seconds" in captured.err and "suite:" not in captured.out
+
+
+@pytest.mark.parametrize("where", ["directory", "missing folder", "keep is a file"])
+def test_checker_output_places_are_refused_before_the_check_runs(op_suite, tmp_path, where, capsys):
+    from promref.cli import main
+    (tmp_path / "file").write_text("")
+    extra = {"directory": ["--json", str(tmp_path)],
+             "missing folder": ["--json", str(tmp_path / "no" / "r.json")],
+             "keep is a file": ["--cmd", "true", "--keep", str(tmp_path / "file")]}[where]
+    impl = [] if "--cmd" in extra else ["--reference"]
+    assert main(["conformance", "check", op_suite, *impl, *extra, "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("promref conformance: error: ") and "suite:" not in captured.out
+    assert main(["conformance", "rounding", "--json", str(tmp_path)]) == 2
+
+
+def test_implementation_printing_invalid_utf8_and_escapes(op_suite, tmp_path, capsys):
+    """Its output is decoded with replacement and shown escaped, on one line: it cannot forge a PASS line
+    or send escape sequences to the user's terminal; the check ends normally (exit 1, not a traceback)."""
+    from promref.cli import main
+    program = tmp_path / "noisy.py"
+    program.write_bytes(b"import sys\n"
+                        b"sys.stdout.buffer.write(b'\\xff\\xfe ops \\xc3')\n"
+                        b"sys.stderr.buffer.write(b'\\x1b[2J\\xff\\nPASS  requantize/fake\\n')\n"
+                        b"sys.exit(3)\n")
+    assert main(["conformance", "check", op_suite, "--cmd", f"{sys.executable} {program}",
+                 "--case", "requantize/grid_single", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out and "\ufffd" in out
+    assert not any(line.startswith("PASS") or line.strip().startswith("PASS") for line in out.splitlines())
+    assert "exit code 3" in out
+
+
 # ---------------------------------------------------------------- class 6: garbage values
 
 @pytest.mark.parametrize("scale", [1.7e308, 5e-324, 1e13, 1e-13])
@@ -351,12 +391,12 @@ def _first_param(members):
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda m: m.update({_first_param(m): _npy(np.full((1,), 1e30, np.float32))}), "needs"),
-    (lambda m: m.update({_first_param(m): _npy(np.array(np.nan, np.float32))}), "needs"),
+    (lambda m: m.update({_first_param(m): npy_bytes(np.full((1,), 1e30, np.float32))}), "needs"),
+    (lambda m: m.update({_first_param(m): npy_bytes(np.array(np.nan, np.float32))}), "needs"),
     (lambda m: m.pop(_first_param(m)), "missing"),
-    (lambda m: m.update({"meta.npy": _npy(np.frombuffer(json.dumps(
+    (lambda m: m.update({"meta.npy": npy_bytes(np.frombuffer(json.dumps(
         dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes()), epoch=10**6)).encode(), np.uint8))}), "epoch"),
-    (lambda m: m.update({"meta.npy": _npy(np.frombuffer(json.dumps(
+    (lambda m: m.update({"meta.npy": npy_bytes(np.frombuffer(json.dumps(
         dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes()),
              config=dict(json.loads(np.load(io.BytesIO(m["meta.npy"])).tobytes())["config"], lr=0.5))).encode(),
         np.uint8))}), "lr"),
@@ -378,7 +418,7 @@ def test_nan_weight_and_truncated_checkpoint(tiny_checkpoint):
         key = _first_param(m)
         a = np.load(io.BytesIO(m[key]))
         a.flat[0] = np.nan
-        m[key] = _npy(a)
+        m[key] = npy_bytes(a)
     _rewrite(path, nan)
     with pytest.raises(CheckpointError, match="NaN"):
         _load_checkpoint(path, build_network(config), config)
@@ -431,6 +471,51 @@ def test_random_model_to_a_directory_or_unwritable_place(tmp_path):
     assert main(["random-model", str(tmp_path / "no" / "such" / "m.npz"), "--width", "0.35"]) == 2
 
 
+def test_exports_to_a_directory_or_a_missing_folder(tmp_path, model, good_file, capsys):
+    """ONNX (API and ``python -m promref.interop.onnx``) and TFLite: refused before any export work."""
+    pytest.importorskip("onnx")
+    from promref.cli import main
+    from promref.interop.onnx import OnnxExportError, export_onnx, export_onnx_qoperator
+    from promref.interop.onnx.export import main as onnx_main
+    for export in (export_onnx, export_onnx_qoperator):
+        for place in (tmp_path, tmp_path / "no" / "such.onnx"):
+            with pytest.raises(OnnxExportError, match="is a directory|does not exist"):
+                export(model, place)
+    assert onnx_main([str(good_file), str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert main(["export", "tflite", str(good_file), str(tmp_path / "no" / "m.tflite")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_energy_storage_table_reads_through_the_bounded_reader(tmp_path, good_file, monkeypatch, capsys):
+    """The report's file sizes come from the .npy headers (never ``np.load``, nothing inflated), and a
+    hostile member is a WeightsFormatError / ``promref energy`` exit 1, not a foreign exception."""
+    from promref.energy.report import file_contents
+    from promref.format import member_nbytes
+    from promref.cli import main
+    with zipfile.ZipFile(good_file) as z:
+        members = {i.filename: z.read(i) for i in z.infolist()}
+    real = {k[:-4]: np.load(io.BytesIO(v), allow_pickle=False).nbytes for k, v in members.items()}
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("np.load called"))
+    monkeypatch.setattr(promref.npzread.NpzReader, "read", lambda self, k: pytest.fail(f"{k} inflated"))
+    assert member_nbytes(good_file) == real
+    contents = file_contents(good_file)
+    assert contents["meta"] == real["meta"] and contents["members"] == len(real)
+    monkeypatch.undo()
+    pickled = dict(members)
+    pickled["meta.npy"] = b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }" \
+        .ljust(10 + 118, b" ")[:127] + b"\n" + b"\x80\x04N."
+    bad = write_zip(tmp_path / "pickled.npz", pickled)
+    with pytest.raises(WeightsFormatError, match="pickled"):
+        file_contents(bad)
+    lying = dict(members)
+    lying["meta.npy"] = npy_bytes(np.zeros(4, np.uint8))[:-2]  # header says 4 bytes, 2 follow
+    with pytest.raises(WeightsFormatError, match="header declares"):
+        member_nbytes(write_zip(tmp_path / "lying.npz", lying))
+    assert main(["energy", str(bad), "--no-layers"]) == 1
+    assert "promref energy: error:" in capsys.readouterr().err
+
+
 def test_load_accepts_paths_bytes_and_file_objects(good_file):
     name = load(good_file).name
     assert load(os.fsencode(good_file)).name == name
@@ -442,6 +527,7 @@ def test_load_accepts_paths_bytes_and_file_objects(good_file):
             load(bad)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")  # np.matrix on purpose
 def test_matrix_images_and_deep_metadata(tmp_path, model):
     assert load_image(np.matrix(np.zeros((4, 5), np.uint8))).shape == (4, 5, 3)
     model.metadata = {"a": json.loads("[" * 100 + "]" * 100)}

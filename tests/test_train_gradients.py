@@ -23,7 +23,7 @@ batch-norm fold chain rule against finite differences of the float function
 import numba
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from promref.engine import op_table
@@ -482,7 +482,51 @@ QAT_CASE = dict(op=st.sampled_from(["pointwise", "depthwise", "stem"]), n=N, h=H
                 rounding=st.sampled_from(["single", "double"]), seed=SEED)
 
 
-@SLOW
+def qat_forward_tolerance(unit, layer, x, out, op, stride, b_fold, rounding, expect):
+    """Elementwise bound (float64, shape of the output) on |out.real() - expect|, derived from the arithmetic.
+
+    The integer layer computes acc = sum (xq - zx) * wq + bias exactly; in real units (a_c = sx * sw[c],
+    one accumulator step of channel c) acc * a_c is the exact convolution of the dequantized tensors
+    plus bias * a_c.  Against the float reference conv(x.real(), w_real) + b_fold the differences are:
+
+    * bias: bias = rint(b_fold / a_c) is within 0.5 * a_c of b_fold (a bias clipped to the overflow
+      limit would be further off and fail here, as it should: the float function would be wrong);
+    * multiplier: M * 2**(shift - 31) = (a_c / so) * (1 + delta_c), delta_c read off the layer's own
+      integers, so the scaled value is off by at most delta_c * |acc| * a_c <= delta_c * (Z + |bias| a_c);
+    * rounding, in LSB (so): "single" rounds once, <= 0.5; "double" rounds SRDHM to an integer (<= 0.5
+      in units of 2**-right LSB) and then divides by 2**right with rounding (<= 0.5 LSB), so
+      <= 0.5 + 2**-(right + 1) with right = max(-shift, 0).  This is the term a flat 0.5 LSB missed
+      (one Hypothesis example reached 0.916 LSB with right = 1, ternary weights and a large a_c);
+    * the clamp to [-128, 127] is 1-Lipschitz and both sides clip at the same real bounds: nothing;
+    * float32 on the reference side: x.real() and w_real are each rounded once (u = 2**-24), a dot
+      product of K terms in float32 is within gamma_K * sum|x_i w_i| in any summation order, FMA or not
+      (Higham, Accuracy and Stability, Th. 3.5 / eq. 3.5), and the identity batch norm (inv_std of
+      1 - eps + eps, scale, shift) adds a few more roundings of the sum and the bias: all inside
+      gamma_{K+8} * (Z + |b_fold|), with Z = sum |x| |w| computed in float64 from the integers
+      (its own float64 error is below 1e-12 relative: far inside the 8 spare u);
+    * out.real() and the float32 clip bounds are each one rounding: 2u * (|out| + |expect|).
+    """
+    u = float(np.finfo(np.float32).eps) / 2
+    sx, so = float(x.scale), float(out.scale)
+    w_scale = layer.weight_scale.astype(np.float64)
+    acc_scale = sx * w_scale
+    delta = np.abs(layer.multiplier * 2.0 ** (layer.shift.astype(np.float64) - 31) / (acc_scale / so) - 1)
+    right = np.maximum(-layer.shift, 0).astype(np.float64)
+    rho = 0.5 + (np.where(right > 0, 0.5 * 2.0 ** -right, 0.0) if rounding == "double" else 0.0)
+    codes = layer.weights.reshape(unit.params["w"].shape).astype(np.float64)
+    w_abs = np.abs(codes * (w_scale if op == "depthwise" else w_scale.reshape((-1,) + (1,) * (codes.ndim - 1))))
+    z_abs = ref_conv(np.abs(sx * (x.q.astype(np.float64) - x.zero_point)), w_abs, op, stride)
+    terms = 9 if op == "depthwise" else (1 if op == "pointwise" else 9) * unit.cin
+    gamma = (terms + 8) * u / (1 - (terms + 8) * u)
+    return (so * rho + 0.5 * acc_scale + delta * (z_abs + np.abs(layer.bias * acc_scale))
+            + gamma * (z_abs + np.abs(b_fold.astype(np.float64)))
+            + 2 * u * (np.abs(out.real().astype(np.float64)) + np.abs(expect.astype(np.float64))))
+
+
+# derandomized: the same examples every run; the explicit one is where a flat 0.5 LSB tolerance failed
+@settings(SLOW, derandomize=True)
+@example(op="pointwise", n=3, h=7, w=7, cin=6, cout=2, stride=2, relu6=False, ternary=True, zp=-105,
+         rounding="double", seed=1919788231)
 @given(**QAT_CASE)
 def test_conv_unit_qat_backward_is_masked_float_backward(op, n, h, w, cin, cout, stride, relu6, ternary, zp,
                                                          rounding, seed):
@@ -507,10 +551,11 @@ def test_conv_unit_qat_backward_is_masked_float_backward(op, n, h, w, cin, cout,
     ref.params["beta"][...] = b_fold
     ref.buffers["var"][...] = 1.0 - BN_EPS  # inv_std == 1: batch norm is "+ b_fold"
     y_ref = ref.forward_float(x.real(), False)
-    # the QAT forward is this float function, rounded and clamped
-    tol = 0.5 * out.scale + float(np.max(x.scale * layer.weight_scale)) + 1e-4 * np.abs(y_ref).max()
+    # the QAT forward is this float function, rounded and clamped, within the derived bound
     expect = np.clip(y_ref, out.scale * (-128 - out.zero_point), out.scale * (127 - out.zero_point))
-    assert np.abs(out.real() - expect).max() <= tol
+    error = np.abs(out.real().astype(np.float64) - expect)
+    tol = qat_forward_tolerance(unit, layer, x, out, op, stride, b_fold, rounding, expect)
+    assert (error <= tol).all(), f"forward off by {(error / tol).max():.4f} of the derived bound"
     ref.zero_grad()
     dx_ref = ref.backward_float(np.where(mask, r, 0).astype(np.float32), need_dx=True)
     if op == "stem":

@@ -176,6 +176,8 @@ class SubprocessImplementation:
                 or timeout <= 0:
             raise SuiteError(f"timeout must be a finite positive number of seconds, not {limits.bounded_repr(timeout)}")
         self.timeout = timeout
+        if keep_dir is not None and os.path.lexists(keep_dir) and not os.path.isdir(keep_dir):
+            raise SuiteError(f"{os.fsdecode(keep_dir)}: exists and is not a directory (the --keep directory)")
         self.keep_dir = keep_dir
         self.supported_ops = set(supported_ops) if supported_ops is not None else (
             self.query_supported_ops() if query_ops else None)
@@ -228,9 +230,10 @@ class SubprocessImplementation:
             f.write(_flat_params(request))
         done = run_command(self.argv + [os.path.join(work, "request.json"), out_dir], work, self.timeout)
         if done.returncode == EXIT_UNSUPPORTED:
-            raise Unsupported((done.stdout + done.stderr).strip()[-200:] or "exit code 77 (unsupported)")
+            raise Unsupported(limits.printable_tail((done.stdout + done.stderr).strip(), 200)
+                              or "exit code 77 (unsupported)")
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip()[-400:]
+            tail = limits.printable_tail((done.stderr or done.stdout).strip(), 400)
             raise ImplementationError(f"exit code {done.returncode}" + (f": {tail}" if tail else ""))
         results = {}
         for t in case["outputs"]:

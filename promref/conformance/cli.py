@@ -13,12 +13,13 @@ import json
 import os
 import sys
 
+from ..fileio import output_file
 from . import rounding as rules
+from .suite import SuiteError
 
 
 def _load_callable(spec):
     module, _, name = spec.partition(":")
-    from .suite import SuiteError
     if not module or not name:
         raise SuiteError(f"--python needs MODULE:FUNCTION, got {spec!r}")
     try:
@@ -54,6 +55,8 @@ def cmd_check(args):
               file=sys.stderr)
         return 2
     ops = set(_csv(args.ops)) if args.ops else None
+    if args.json:  # refused before the check runs, not after
+        output_file(args.json, SuiteError, "JSON report")
     if args.cmd:
         impl = SubprocessImplementation(args.cmd, supported_ops=ops, timeout=args.timeout, keep_dir=args.keep)
     elif args.python:
@@ -75,6 +78,8 @@ def cmd_check(args):
 
 def cmd_rounding(args):
     from .measure import default_images, format_table, measure_models
+    if args.json:
+        output_file(args.json, SuiteError, "JSON file")
     images = args.images or default_images()
     if not images:
         print("no images found: pass --images FILE ...", file=sys.stderr)

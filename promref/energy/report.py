@@ -23,9 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
-
-from ..format import load
+from ..format import load, member_nbytes
 from ..architectures import mobilenetv2_layout
 from ..model import Model
 from .accounting import PRESETS, Accounting, accounting as make_accounting
@@ -240,16 +238,10 @@ def file_contents(path):
     the weight arrays), meta (bytes of the JSON member), overhead (.npy headers
     and zip directory)}."""
     path = os.fspath(path)
+    sizes = member_nbytes(path)  # bounded and pickle-free, as load(); WeightsFormatError for a bad file
     size = os.path.getsize(path)
-    arrays = meta = 0
-    with np.load(path, allow_pickle=False) as npz:
-        members = len(npz.files)
-        for name in npz.files:
-            nbytes = int(npz[name].nbytes)
-            if name == "meta":
-                meta = nbytes
-            else:
-                arrays += nbytes
+    members, meta = len(sizes), sizes.get("meta", 0)
+    arrays = sum(n for name, n in sizes.items() if name != "meta")
     return dict(path=path, size=size, arrays=arrays, meta=meta, overhead=size - arrays - meta,
                 members=members)
 

@@ -41,11 +41,13 @@ Command line: ``python -m promref.interop.onnx WEIGHTS.npz OUT.onnx
 """
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...errors import PromrefError
+from ...fileio import output_file
 from ...model import tensor_shapes
 from ...validate import validate
 
@@ -99,6 +101,20 @@ def _finish(onnx, builder, model, name, inputs, every_layer, shapes, extra_opset
     proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto)
     return proto
+
+
+def _graph_builder(model):
+    """Validate ``model`` -> a GraphBuilder with the model's tensor names (input, logits, layers) reserved.
+
+    Validation first: the exactness argument of both exports rests on the
+    loader's overflow proof.
+    """
+    from . import ops
+    validate(model)
+    b = ops.GraphBuilder()
+    for name in ("input", "logits", *(layer.name for layer in model.layers)):
+        b.reserve(name)
+    return b
 
 
 def _input_info(model):
@@ -175,12 +191,7 @@ def build_onnx(model, every_layer=False, unsigned_products=UNSIGNED_PRODUCTS):
 
     from . import ops
 
-    validate(model)  # the exactness argument rests on the loader's overflow proof
-    b = ops.GraphBuilder()
-    b.reserve("input")
-    b.reserve("logits")
-    for layer in model.layers:
-        b.reserve(layer.name)
+    b = _graph_builder(model)
     t = _Tensors(b)
     shapes = tensor_shapes(model)
     zero_points = {"input": int(model.input.zero_point)}
@@ -236,8 +247,9 @@ def build_onnx(model, every_layer=False, unsigned_products=UNSIGNED_PRODUCTS):
 
 def export_onnx(model, path, every_layer=False, unsigned_products=UNSIGNED_PRODUCTS):
     """Write the bit-exact integer ONNX graph of ``model`` to ``path``; returns the ModelProto."""
+    path = output_file(path, OnnxExportError, "ONNX file")
     proto = build_onnx(model, every_layer=every_layer, unsigned_products=unsigned_products)
-    _onnx().save(proto, os.fspath(path))
+    _onnx().save(proto, path)
     return proto
 
 
@@ -265,12 +277,7 @@ def build_onnx_qoperator(model, every_layer=False, isolated=False):
 
     from . import ops
 
-    validate(model)
-    b = ops.GraphBuilder()
-    b.reserve("input")
-    b.reserve("logits")
-    for layer in model.layers:
-        b.reserve(layer.name)
+    b = _graph_builder(model)
     shapes = tensor_shapes(model)
     scales = {"input": float(model.input.scale)}
     zero_points = {"input": int(model.input.zero_point)}
@@ -357,8 +364,9 @@ def build_onnx_qoperator(model, every_layer=False, isolated=False):
 
 def export_onnx_qoperator(model, path, every_layer=False):
     """Write the QOperator (QLinearConv, per-channel int8) graph of ``model`` to ``path``; returns it."""
+    path = output_file(path, OnnxExportError, "ONNX file")
     proto = build_onnx_qoperator(model, every_layer=every_layer)
-    _onnx().save(proto, os.fspath(path))
+    _onnx().save(proto, path)
     return proto
 
 
@@ -502,9 +510,13 @@ def main(argv=None):
                    help="the fast QLinearConv graph (not bit exact) instead of the exact integer graph")
     p.add_argument("--every-layer", action="store_true", help="also output every layer's int8 tensor")
     args = p.parse_args(argv)
-    model = load(args.weights)
     export = export_onnx_qoperator if args.qoperator else export_onnx
-    proto = export(model, args.out, every_layer=args.every_layer)
+    try:
+        model = load(args.weights)
+        proto = export(model, args.out, every_layer=args.every_layer)
+    except (PromrefError, OSError) as e:  # OSError: e.g. a full disk while writing
+        print(f"{p.prog}: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}: {len(proto.graph.node)} nodes, opset {OPSET}, rounding {model.rounding!r}"
           + (" (QOperator: not bit exact)" if args.qoperator else " (bit exact)"))
     return 0

@@ -27,10 +27,11 @@ def cmd_export_tflite(args):
     from ...format import load, save
     from .exporter import export_tflite
 
+    from ...fileio import output_file
+    from .scales import TfliteExportError
+
+    output_file(args.out, TfliteExportError, ".tflite file")
     model = load(args.weights)
-    if os.path.isdir(args.out):
-        from .scales import TfliteExportError
-        raise TfliteExportError(f"{args.out}: is a directory")
     result = export_tflite(model, args.out, derived=args.tflite_derived, ternary_int4=args.ternary_int4)
     changed = result.model.metadata.get("tflite_derived", {}).get("layers_changed") if args.tflite_derived else 0
     print(f"wrote {args.out} ({len(result.data):,} bytes, {len(result.tensors)} layers)"

@@ -211,13 +211,30 @@ def cli_cases(work):
         ["--width", "0"], ["--width", "-1"], ["--width", "nan"], ["--width", "5"], ["--seed", "-1"])]
     argvs += [["random-model", work], ["random-model", "/proc/nope/x.npz"], ["inspect", "/dev/null"],
               ["inspect", work], ["infer", "/nonexistent", "x.png"], ["conformance", "check", work, "--python", "nomodule"]]
+    argvs += [["conformance", "check", work, "--cmd", "true", "--timeout", t] for t in ("nan", "inf", "-1", "0", "1e400")]
+    argvs += [["conformance", "check", work, "--reference", "--json", work], ["conformance", "rounding", "--json", work],
+              ["conformance", "check", work, "--cmd", "true", "--keep", "/etc/passwd"],
+              ["export", "tflite", "/nonexistent.npz", work], ["export", "tflite", "/nonexistent.npz", "/no/such/x.tflite"]]
+    deep = _write(work, "deep.json", b'{"add_int8": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+    argvs += [["energy", "--arch", "mobilenetv2", "--energy-table", deep], ["energy", work], ["energy", "/dev/null"]]
 
     def run(argv):
         code = main(argv)
         if code not in (1, 2):
             raise AssertionError(f"exit code {code}")
         raise PromrefError("refused")  # a clean CLI refusal counts as refused
-    return [("cli", lambda a=a: run(a)) for a in argvs]
+    cases = [("cli", lambda a=a: run(a)) for a in argvs]
+    from promref.interop.onnx.export import main as onnx_main  # python -m promref.interop.onnx
+
+    def run_onnx(argv):
+        code = onnx_main(argv)
+        if code != 2:
+            raise AssertionError(f"exit code {code}")
+        raise PromrefError("refused")
+    weights = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "mbv2_prom.npz")
+    cases += [("cli", lambda a=a: run_onnx(a)) for a in ([weights, work], [weights, "/no/such/m.onnx"],
+                                                         ["/nonexistent.npz", os.path.join(work, "m.onnx")])]
+    return cases
 
 
 def run_case(fn, memory_bytes, timeout):

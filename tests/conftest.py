@@ -84,3 +84,21 @@ def cifar10_root():
         subprocess.run([sys.executable, str(SHARED_CIFAR10_SCRIPT), str(LOCAL_CIFAR10)], check=True,
                        timeout=900, stdout=subprocess.DEVNULL)
     return str(LOCAL_CIFAR10)
+
+
+@pytest.fixture(scope="session")
+def executed_tutorials():
+    """``get(name)`` -> the :class:`test_tutorials.TutorialRun` of tutorials/<name>.ipynb, made on first use.
+
+    Each tutorial notebook executes once per session (with its answer key): tests/test_tutorials.py
+    checks those runs and tests/test_docs_site.py renders them into the site (mkdocs-jupyter then
+    executes nothing), so a CI run pays for every notebook once, not twice.
+    """
+    from test_tutorials import run_tutorial  # tests/ is on sys.path (rootdir conftest)
+    runs = {}
+
+    def get(name):
+        if name not in runs:
+            runs[name] = run_tutorial(name)
+        return runs[name]
+    return get

@@ -1,13 +1,17 @@
 """The documentation site: ``mkdocs build --strict`` (warnings are errors) builds docs/, the
-API reference from the docstrings (mkdocstrings) and the five tutorials executed at build
-time (mkdocs-jupyter); a real headless browser (Debian's chromium, driven by selenium
-through chromedriver) then opens the built pages and checks that every tutorial shows its
-figures -- img elements whose images loaded with a non-zero size -- and that the API page
-documents promref.infer.
+API reference from the docstrings (mkdocstrings) and the five tutorials with their outputs
+(mkdocs-jupyter); a real headless browser (Debian's chromium, driven by selenium through
+chromedriver) then opens the built pages and checks that every tutorial shows its figures
+-- img elements whose images loaded with a non-zero size -- and that the API page documents
+promref.infer.
 
-The site is built once per session (it executes every notebook: a few minutes on two
-cores, most of it notebook 4's training).  Skipped, with the reason, without the ``docs``
-extra or without chromium and chromedriver (.ci/run installs both).
+The tutorial pages are the executions tests/test_tutorials.py checks (the session fixture
+``executed_tutorials`` of conftest.py runs each notebook once, most of the time notebook 4's
+training), written to a temporary folder that tools/mkdocs_hooks.py uses instead of
+tutorials/ ($PROMREF_EXECUTED_NOTEBOOKS), so the build renders them without executing
+anything again.  ``mkdocs build`` alone still executes them, as mkdocs.yml says.  Skipped,
+with the reason, without the ``docs`` extra or without chromium and chromedriver (.ci/run
+installs both).
 """
 import os
 import shutil
@@ -27,14 +31,30 @@ def _browser_binaries():
     return chromium, driver
 
 
+def _executed_copies(executed_tutorials, folder):
+    """Write the executed tutorials (tests/test_tutorials.py's runs, answer keys removed) into
+    ``folder``/tutorials/, the layout tools/mkdocs_hooks.py reads ($PROMREF_EXECUTED_NOTEBOOKS)."""
+    import nbformat
+    (folder / "tutorials").mkdir(parents=True)
+    for name in TUTORIALS:
+        run = executed_tutorials(name)
+        if run.skip:
+            pytest.skip(f"the site shows every tutorial executed, and {name} cannot run here: {run.skip}")
+        if run.error is not None:
+            pytest.fail(f"{name}.ipynb failed to execute (tests/test_tutorials.py says why): {run.error}"[:2000])
+        nbformat.write(run.page(), str(folder / "tutorials" / f"{name}.ipynb"))
+    return folder
+
+
 @pytest.fixture(scope="session")
-def site(tmp_path_factory, cifar10_root):
+def site(tmp_path_factory, executed_tutorials):
     for module in ("mkdocs", "mkdocstrings", "mkdocs_jupyter", "material"):
         pytest.importorskip(module, reason=f"needs {module} (pip install -e '.[docs]')")
     out = tmp_path_factory.mktemp("site")
-    env = dict(os.environ, PROMREF_CIFAR10=str(cifar10_root), NO_MKDOCS_2_WARNING="1",
+    notebooks = _executed_copies(executed_tutorials, tmp_path_factory.mktemp("executed"))
+    # tools/mkdocs_hooks.py takes the tutorial pages from there and mkdocs-jupyter only renders them
+    env = dict(os.environ, PROMREF_EXECUTED_NOTEBOOKS=str(notebooks), NO_MKDOCS_2_WARNING="1",
                PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
-    env.pop("MPLBACKEND", None)   # the notebooks draw inline (see test_tutorials.py)
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"

@@ -13,9 +13,9 @@ the accumulator bound, which the loader proves to be < 2**31):
   within the bound).  A 1x1 kernel has no padding.  It can fuse the residual
   add that follows it, as the ternary kernel does.
 * 3 x 3 with padding 0 or 1 (the stem): for a chunk of images, each input
-  channel goes into a zero-padded scratch plane and every output channel is
-  27 flat tap loops over those planes (``_planes``), requantized straight
-  into its output plane.
+  channel is copied, centred, into an int16 plane and every output channel
+  is 3 x 9 masked flat tap loops over those planes (``_stencil``),
+  requantized straight into its output plane.
 * anything else: a direct loop that skips the taps falling into the
   padding, which is exact: padding holds ``zx`` and contributes
   ``w' * (zx - zx) = 0``.
@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from . import _planes
+from . import _stencil
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import BLOCK, JIT, channel_group, output_size, pixel_block, workers_for
@@ -99,28 +99,30 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
 
 
 @numba.njit(**JIT)
-def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk,
+def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk, masks,
              zero_point, lo, hi, double, workers, out):
     """x: int8 [Cin, N, H, W] -> out: int8 [Cout, N, Ho, Wo]; jobs are (chunk of images, OUT_GROUP outputs)."""
     cin, n, h, wd = x.shape
     cout, _, ho, wo = out.shape
+    same = stride == 1 and ho == h and wo == wd    # the centres are the outputs (padding 1 all round)
     chunks, groups = (n + chunk - 1) // chunk, (cout + OUT_GROUP - 1) // OUT_GROUP
     planes, outs = x.reshape(cin, n * h * wd), out.reshape(cout, n * ho * wo)
-    size = _planes.LEAD + (chunk * (h + 1) + 1) * (wd + 1)
     for worker in prange(workers):
-        plane = np.zeros((cin, size), np.int16)
-        acc = np.empty(_planes.centres(chunk, h, wd), np.int32)
+        plane = np.zeros((cin, chunk * h * wd + 2 * (wd + 1)), np.int16)
+        acc = np.empty(chunk * h * wd, np.int32)
         picked = np.empty(chunk * ho * wo, np.int32)
         for job in range(worker, chunks * groups, workers):
             n0 = job // groups * chunk
             k = min(chunk, n - n0)
             for c in range(cin):
-                _planes.fill_plane(planes[c][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k, h, wd, plane[c])
+                _stencil.fill_centred(planes[c][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1,
+                                      plane[c])
             for o in range(job % groups * OUT_GROUP, min(job % groups * OUT_GROUP + OUT_GROUP, cout)):
                 for c in range(cin):
-                    _planes.taps_3x3(plane[c], w[o, c], wd + 1, _planes.centres(k, h, wd), acc, c > 0)
-                _planes.gather_centres(acc, k, h, wd, ho, wo, stride, top, left, picked)
-                requantize_row(picked, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                    _stencil.taps_for_outputs(plane[c], masks, w[o, c], k, h, wd, ho, stride, top, acc, c > 0)
+                if not same:
+                    _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
+                requantize_row(acc if same else picked, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
                                outs[o][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
 
 
@@ -176,10 +178,11 @@ def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, tab
     wo = output_size(wd, layer.kernel, layer.stride, left, right)
     out = np.empty((cout, n, ho, wo), np.int8)
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if _planes.fits(layer.kernel, layer.padding):
-        chunk = _planes.chunk_images(n, h, wd)
-        _conv3x3(x, w, bias, multiplier, shift, *geometry, chunk, *output,
-                 workers_for(-(-n // chunk) * -(-cout // OUT_GROUP), 9 * x.size * cout), out)
+    if _stencil.fits(layer.kernel, layer.padding):
+        most = _stencil.chunk_images(h, wd)
+        masks = cached(layer, ("fast.conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd), layer.weights)
+        _conv3x3(x, w, bias, multiplier, shift, *geometry, min(n, most), masks, *output,
+                 workers_for(-(-n // most) * -(-cout // OUT_GROUP), 9 * x.size * cout), out)
     else:
         _conv_direct(x, w, int(layer.kernel), bias, multiplier, shift, *geometry, *output,
                      workers_for(cout, out.size * w.shape[1] * w.shape[2]), out)

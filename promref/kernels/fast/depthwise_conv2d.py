@@ -5,11 +5,11 @@ of a chunk of images, a contiguous run of that channel's plane in the
 channel-major layout (``_layout``).  With ``w' = w - zw``:
 
 * 3 x 3 with padding 0 or 1 (every MobileNetV2 depthwise layer): the chunk
-  is copied, centred (``x - zx``), into a zero-padded int16 scratch plane,
-  the nine taps are summed for every centre in one flat loop, and the output
-  pixels (stride 1 or 2) are picked out and requantized in one run straight
-  into the output plane (``_planes``).  Padding holds ``zx`` in the
-  reference, which contributes ``w' * 0``: exactly the scratch's zeros.
+  is copied, centred (``x - zx``), into an int16 buffer, the nine taps --
+  masked to 0 where they leave the image -- are summed for every centre in
+  one flat loop, and the output pixels (stride 1 or 2) are requantized in one
+  run straight into the output plane (``_stencil``).  Padding holds ``zx``
+  in the reference, which contributes ``w' * 0``: exactly the masked zeros.
 * any other kernel or padding: a direct loop that skips the taps falling
   into the padding (same argument), for completeness.
 
@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import _planes
+from . import _stencil
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, output_size, workers_for
@@ -37,25 +37,27 @@ def prepare(layer):
 
 
 @numba.njit(**JIT)
-def _depthwise_3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk,
+def _depthwise_3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk, masks,
                    zero_point, lo, hi, double, workers, out):
     """x: int8 [C, N, H, W] -> out: int8 [C, N, Ho, Wo]; jobs are (channel, chunk of images) pairs."""
     c, n, h, wd = x.shape
     _, _, ho, wo = out.shape
+    same = stride == 1 and ho == h and wo == wd    # the centres are the outputs (padding 1 all round)
     chunks = (n + chunk - 1) // chunk
     planes, outs = x.reshape(c, n * h * wd), out.reshape(c, n * ho * wo)
     for worker in prange(workers):
-        plane = np.zeros(_planes.LEAD + (chunk * (h + 1) + 1) * (wd + 1), np.int16)
-        acc = np.empty(_planes.centres(chunk, h, wd), np.int32)
+        plane = np.zeros(chunk * h * wd + 2 * (wd + 1), np.int16)
+        acc = np.empty(chunk * h * wd, np.int32)
         picked = np.empty(chunk * ho * wo, np.int32)
         for job in range(worker, c * chunks, workers):
             ch = job // chunks
             n0 = job % chunks * chunk
             k = min(chunk, n - n0)
-            _planes.fill_plane(planes[ch][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k, h, wd, plane)
-            _planes.taps_3x3(plane, w[ch], wd + 1, _planes.centres(k, h, wd), acc, False)
-            _planes.gather_centres(acc, k, h, wd, ho, wo, stride, top, left, picked)
-            requantize_row(picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
+            _stencil.fill_centred(planes[ch][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1, plane)
+            _stencil.taps_for_outputs(plane, masks, w[ch], k, h, wd, ho, stride, top, acc, False)
+            if not same:
+                _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
+            requantize_row(acc if same else picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
                            outs[ch][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
 
 
@@ -93,10 +95,12 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
     x = np.ascontiguousarray(x)
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if _planes.fits(layer.kernel, layer.padding):
-        chunk = _planes.chunk_images(n, h, wd)
-        _depthwise_3x3(x, w, bias, multiplier, shift, *geometry, chunk, *output,
-                       workers_for(c * -(-n // chunk), 9 * x.size), out)
+    if _stencil.fits(layer.kernel, layer.padding):
+        most = _stencil.chunk_images(h, wd)                # every chunk uses a prefix of the same masks
+        masks = cached(layer, ("fast.depthwise_conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd),
+                       layer.weights)
+        _depthwise_3x3(x, w, bias, multiplier, shift, *geometry, min(n, most), masks, *output,
+                       workers_for(c * -(-n // most), 9 * x.size), out)
     else:
         _depthwise_direct(x, w, int(layer.kernel), bias, multiplier, shift, *geometry, *output,
                           workers_for(c, out.size * w.shape[1]), out)

@@ -13,7 +13,7 @@ The output depends only on the pair of int8 inputs, so for a validated
 element is one look-up ``T[a + 128, b + 128]`` (64 KiB, stays in L2): exact
 by construction, and about 1.5x faster here than the int64 arithmetic per
 element (docs/performance.md).  Layers with writable arrays (never cached,
-see ``_common.cached``) use the arithmetic loop: its body is int64
+see ``_layer_cache.cached``) use the arithmetic loop: its body is int64
 arithmetic from promref.arith; the rounding-mode test in it is
 loop-invariant, so LLVM moves it out of the loop and the loop vectorises.
 """

@@ -2,14 +2,16 @@
 
     python benchmarks/profile_layers.py --config cifar --batch 64 [--threads 1]
 
-Times every promref layer (median of ``--repeats`` calls of its numba op on
-the very inputs a forward pass gives it, from a trace) and, with ``--ort``, ONNX Runtime's
+Times every promref layer (median of ``--repeats`` calls of its channel-major numba op
+on the very inputs a forward pass gives it, from a trace; a 1x1 layer whose residual
+add the engine fuses is timed fused, and the add's row then reads 0) and, with ``--ort``, ONNX Runtime's
 kernel time for the matching node (its built-in profiler) of the uint8-activation
 QOperator graph that ``python -m promref.bench --vs onnxruntime`` uses.
 Set NUMBA_NUM_THREADS before starting it; ORT gets ``--threads``.
 """
 import argparse
 import collections
+import functools
 import json
 import os
 import statistics
@@ -22,19 +24,33 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from promref import engine  # noqa: E402
+from promref.kernels import fast  # noqa: E402
 from promref.synthetic import random_model  # noqa: E402
 
 
 def promref_layer_times(model, x, repeats):
-    """{layer name: median seconds}: each op timed on the inputs the engine gives it (a trace)."""
-    ops = engine.op_table("numba")
-    _, trace = model.forward(x, backend="numba", trace=True)   # also compiles / loads the cache
+    """{layer name: median seconds}: each channel-major op timed on the inputs the engine gives it."""
+    model.forward(x, backend="numba")                          # compiles / loads the cache, fills layer caches
+    _, trace = model.forward(x, backend="numba", trace=True)
     trace["input"] = x
+    trace = {name: fast.to_channel_major(t) if t.ndim == 4 else t for name, t in trace.items()}
     zero_points = {"input": model.input.zero_point}
     zero_points.update({layer.name: layer.out_zero_point for layer in model.layers})
+    plan = engine.fusion_plan(model)
+    fused_adds = {add.name for add in plan.values()}
     times = {}
-    for layer in model.layers:
-        op = ops[layer.op]
+    for i, layer in enumerate(model.layers):
+        if layer.name in fused_adds:
+            times[layer.name] = 0.0                            # inside the 1x1 layer before it
+            continue
+        if i in plan:
+            add = plan[i]
+            residual = next(n for n in add.inputs if n != layer.name)
+            table = fast.residual_table(add, layer.out_zero_point, zero_points[residual], model.rounding,
+                                        project_first=add.inputs[0] == layer.name)
+            op = functools.partial(fast.FUSED_OPS[layer.op], residual=trace[residual], table=table)
+        else:
+            op = fast.CHANNEL_MAJOR_OPS[layer.op]
         args = [trace[n] for n in layer.inputs] + [layer] + [zero_points[n] for n in layer.inputs]
         if layer.op != "add":
             args = [args[0], layer, args[2]]
@@ -96,7 +112,8 @@ def main():
         kind = layer.op if layer.op != "pointwise_ternary" else f"ternary.{layer.kind}"
         by_op[kind][0] += a
         by_op[kind][1] += b if b == b else 0.0
-        print(f"{layer.name:<16s} {layer.op:<18s} {a * 1e3:10.2f} {b * 1e3:8.2f} {a / b:6.2f}")
+        print(f"{layer.name:<16s} {layer.op:<18s} {a * 1e3:10.2f} {b * 1e3:8.2f} {a / b:6.2f}"
+              + ("  (fused into the layer before)" if a == 0.0 else ""))
     print()
     for kind, (a, b) in sorted(by_op.items(), key=lambda t: -t[1][0]):
         print(f"{kind:<24s} promref {a * 1e3:8.2f} ms   ORT {b * 1e3:8.2f} ms")

@@ -1,13 +1,18 @@
 """Whole networks: the Numba backend reproduces every intermediate int8 tensor of
 the NumPy reference, for both input configurations, both quantization schemes,
 two widths and both rounding modes; and its result does not depend on the
-number of threads."""
+number of threads.  The backend runs channel-major and, without ``trace``, with
+the residual adds fused into the 1x1 layers before them (``engine.fusion_plan``):
+the fused runs are checked on their logits and, add by add, on the reference's
+own intermediate tensors."""
 import dataclasses
 
 import numba
 import numpy as np
 import pytest
 
+from promref import engine
+from promref.kernels import fast
 from promref.synthetic import random_model
 
 MODELS = [(config, width, scheme)
@@ -99,3 +104,55 @@ def test_batch_of_one_matches_batched_run():
     batched = m.forward(x, backend="numba")
     for i in range(len(x)):
         assert np.array_equal(m.forward(x[i:i + 1], backend="numba"), batched[i:i + 1])
+
+
+@pytest.mark.parametrize("config, width, scheme", MODELS)
+@pytest.mark.parametrize("rounding", ["single", "double"])
+def test_fused_run_matches_the_reference(config, width, scheme, rounding):
+    """Without trace the adds are fused; the logits are still the reference's, and every
+    fused kernel, fed the reference's own inputs, gives the reference's add output."""
+    m = get_model(config, width, scheme, rounding)
+    x = images(m, 2, seed=MODELS.index((config, width, scheme)) + 7)
+    logits_ref, trace_ref = m.forward(x, backend="numpy", trace=True)
+    assert np.array_equal(m.forward(x, backend="numba"), logits_ref)
+    plan = engine.fusion_plan(m)
+    adds = [layer for layer in m.layers if layer.op == "add"]
+    assert len(plan) == len(adds) > 0           # every residual add of MobileNetV2 is fused
+    trace_ref["input"] = x
+    zero_points = {"input": m.input.zero_point, **{layer.name: layer.out_zero_point for layer in m.layers}}
+    for i, add in plan.items():
+        layer = m.layers[i]
+        residual = next(name for name in add.inputs if name != layer.name)
+        table = fast.residual_table(add, layer.out_zero_point, zero_points[residual], rounding,
+                                    project_first=add.inputs[0] == layer.name)
+        got = fast.FUSED_OPS[layer.op](fast.to_channel_major(trace_ref[layer.inputs[0]]), layer,
+                                       zero_points[layer.inputs[0]], rounding,
+                                       residual=fast.to_channel_major(trace_ref[residual]), table=table)
+        assert np.array_equal(fast.to_nhwc(got), trace_ref[add.name]), f"fused {layer.name} + {add.name}"
+
+
+def test_fused_run_does_not_depend_on_the_thread_count():
+    m = get_model("cifar", 1.0, "prom", "double")
+    x = images(m, 5, seed=8)
+    before = numba.get_num_threads()
+    try:
+        results = []
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            results.append(m.forward(x, backend="numba"))
+    finally:
+        numba.set_num_threads(before)
+    assert all(np.array_equal(r, results[0]) for r in results)
+    assert np.array_equal(results[0], m.forward(x, backend="numpy"))
+
+
+def test_fusion_plan_leaves_shared_outputs_alone():
+    """A 1x1 output that another layer also reads is not fused (it must be stored)."""
+    m = get_model("cifar", 0.35, "prom")
+    i, add = next(iter(engine.fusion_plan(m).items()))
+    project = m.layers[i]
+    pool = next(layer for layer in m.layers if layer.op == "global_avgpool")
+    layers = [dataclasses.replace(layer, inputs=(project.name,)) if layer is pool else layer for layer in m.layers]
+    shared = dataclasses.replace(m, layers=layers)
+    assert i not in engine.fusion_plan(shared)
+    assert len(engine.fusion_plan(shared)) == len(engine.fusion_plan(m)) - 1

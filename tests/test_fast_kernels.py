@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from promref import arith, validate
 from promref.errors import OverflowRiskError
 from promref.kernels import fast, reference
-from promref.kernels.fast import _common
+from promref.kernels.fast import _options, _stencil
 from promref.model import Layer
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,11 +145,11 @@ def test_conv2d_1x1(data):
                 block=data.draw(BLOCKS, label="block"))
 
 
-#: 1x1 channel counts: any small count, or a multiple of 8 (the 8 x 8 byte-tile transposes)
+#: 1x1 channel counts: any small count, or a multiple of 8 (as in MobileNetV2)
 CHANNELS_1X1 = st.one_of(st.integers(1, 70), st.integers(1, 9).map(lambda k: 8 * k))
 #: pixels per job of the 1x1 kernels (multiples of LANES): small blocks give many blocks and
 #: odd tails within one test; BLOCK is what the engine uses
-BLOCKS = st.sampled_from([32, 64, 96, _common.BLOCK])
+BLOCKS = st.sampled_from([32, 64, 96, _options.BLOCK])
 #: the ternary kernel's two strategies (row sums over pixels, masked sums over channels) and the default
 TERNARY_METHODS = st.sampled_from(["rows", "masked", None])
 
@@ -398,35 +398,86 @@ def test_layers_that_break_the_overflow_rule_are_refused_by_validate():
 def test_channel_group_sizes():
     for pixels in (1, 49, 128, 129, 10_000):
         for channels in (1, 15, 16, 17, 96, 1280):
-            group = _common.channel_group(pixels, channels)
+            group = _options.channel_group(pixels, channels)
             assert 1 <= group <= channels
-            assert group % 8 == 0 or channels % 8 != 0   # the 8 x 8 tile transposes need it
+            assert group % 8 == 0 or channels % 8 != 0   # even shares of MobileNetV2's channel counts
 
 
-@pytest.mark.parametrize("pixels, channels", [(8, 8), (24, 16), (64, 40), (37, 24), (5, 8)])
-def test_block_transposes(pixels, channels):
-    """load_block / store_block (8 x 8 byte tiles plus byte-wise tails) against NumPy's transpose."""
-    import numba
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (3, 33, 17, 24), (64, 4, 4, 130)])
+def test_layout_conversions(shape):
+    """NHWC <-> channel-major [C, N, H, W] (``_layout``: TILE-sized bands and their tails) against NumPy."""
+    x = np.random.default_rng(sum(shape)).integers(-128, 128, shape).astype(np.int8)
+    cm = fast.to_channel_major(x)
+    assert cm.flags.c_contiguous and np.array_equal(cm, x.transpose(3, 0, 1, 2))
+    back = fast.to_nhwc(cm)
+    assert back.flags.c_contiguous and np.array_equal(back, x)
 
-    @numba.njit
-    def round_trip(x, p0, count, block, o0, o1):
-        xt = np.full((x.shape[1], block), 99, np.int8)
-        _common.load_block(x, p0, count, xt, np.empty(x.shape[1] * block // 8, np.uint64))
-        out = np.full_like(x, 77)
-        _common.store_block(xt[o0:o1].copy(), p0, count, o0, o1, out)
-        return xt, out
 
-    x = np.random.default_rng(pixels).integers(-128, 128, (pixels + 9, channels)).astype(np.int8)
-    block = 64
-    for p0, count in ((0, pixels), (3, pixels), (1, min(pixels, 7))):
-        for o0, o1 in ((0, channels), (8, channels), (0, 8)):
-            if o1 <= o0:
-                continue
-            xt, out = round_trip(x, p0, count, block, o0, o1)
-            lanes = _common.lanes_for(count)
-            assert np.array_equal(xt[:, :count], x[p0:p0 + count].T)
-            assert not xt[:, count:lanes].any()                 # zero tail lanes
-            assert (xt[:, lanes:] == 99).all()                  # nothing past the computed lanes
-            expected = np.full_like(x, 77)
-            expected[p0:p0 + count, o0:o1] = x[p0:p0 + count, o0:o1]
-            assert np.array_equal(out, expected)
+# ------------------------------------------------- stencil planes and fused epilogues
+
+
+@pytest.mark.parametrize("n, h, w", [(20, 20, 21), (300, 4, 4), (3, 1, 9), (2, 9, 1)])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_3x3_stencil_over_several_chunks(n, h, w, stride):
+    """Depthwise and stem 3x3 on tensors of several image chunks (``_stencil.chunk_images``),
+    a partial last chunk, every padding of 0 or 1, several output-channel groups."""
+    rng = np.random.default_rng(n * h + w + stride)
+    assert -(-n // _stencil.chunk_images(h, w)) >= 2 or h * w < 10
+    for padding in ((1, 1, 1, 1), (0, 1, 0, 1), (1, 0, 0, 1), (0, 0, 1, 1)):
+        if min(h + padding[0] + padding[1], w + padding[2] + padding[3]) < 3:
+            continue
+        c = 5
+        dw = Layer("dw", "depthwise", "depthwise_conv2d", ("input",), c, c, -3, out_min=-128, out_max=100,
+                   kernel=3, stride=stride, padding=padding, weight_zero_point=-2,
+                   weights=rng.integers(-128, 128, (3, 3, c)).astype(np.int8),
+                   bias=rng.integers(-5000, 5000, c).astype(np.int32),
+                   multiplier=rng.integers(1 << 29, 1 << 31, c).astype(np.int32), shift=np.full(c, -9, np.int32))
+        validate._check_weighted(dw, "test layer", 7)
+        stem = Layer("stem", "stem", "conv2d", ("input",), 3, 20, 4, kernel=3, stride=stride, padding=padding,
+                     weights=rng.integers(-128, 128, (20, 3, 3, 3)).astype(np.int8), weight_zero_point=1,
+                     bias=rng.integers(-5000, 5000, 20).astype(np.int32),
+                     multiplier=rng.integers(1 << 29, 1 << 31, 20).astype(np.int32), shift=np.full(20, -11, np.int32))
+        validate._check_weighted(stem, "test layer", 7)
+        for rounding in arith.ROUNDING_MODES:
+            assert_same(dw, rng.integers(-128, 128, (n, h, w, c)).astype(np.int8), 7, rounding)
+            assert_same(stem, rng.integers(-128, 128, (n, h, w, 3)).astype(np.int8), 7, rounding)
+
+
+def assert_fused_same(layer, add, x, residual, zx, zr, rounding, project_first, **options):
+    """The 1x1 kernel with the add fused into its epilogue == reference 1x1, then reference add."""
+    y = reference.OPS[layer.op](x, layer, zx, rounding)
+    pair = (y, residual, layer.out_zero_point, zr) if project_first else (residual, y, zr, layer.out_zero_point)
+    expected = reference.add(pair[0], pair[1], add, pair[2], pair[3], rounding)
+    table = fast.residual_table(add, layer.out_zero_point, zr, rounding, project_first)
+    got = fast.FUSED_OPS[layer.op](fast.to_channel_major(x), layer, zx, rounding,
+                                   residual=fast.to_channel_major(residual), table=table, **options)
+    assert np.array_equal(fast.to_nhwc(got), expected)
+
+
+@SETTINGS
+@given(st.data())
+def test_fused_residual_add(data):
+    """Ternary (both methods, several blocks) and int8 1x1 layers with the residual add fused,
+    the project output as either input of the add, frozen (cached tables) or not."""
+    n = data.draw(st.integers(1, 3), label="N")
+    h, w = data.draw(st.integers(1, 9), label="H"), data.draw(st.integers(1, 9), label="W")
+    cin, cout = data.draw(CHANNELS_1X1, label="Cin"), data.draw(CHANNELS_1X1, label="Cout")
+    zx, zr = data.draw(INT8, label="zx"), data.draw(INT8, label="zr")
+    if data.draw(st.booleans(), label="ternary"):
+        layer = Layer("pw", "project", "pointwise_ternary", ("input",), cin, cout, 0,
+                      weights=ternary_weights(data, (cout, cin)))
+        options = dict(method=data.draw(TERNARY_METHODS, label="method"))
+    else:
+        layer = Layer("pw", "project", "conv2d", ("input",), cin, cout, 0, kernel=1,
+                      weights=int8_array(data, (cout, 1, 1, cin)), weight_zero_point=data.draw(INT8, label="zw"))
+        options = {}
+    finish_weighted(data, layer, zx)
+    project_first = data.draw(st.booleans(), label="project first")
+    zps = (layer.out_zero_point, zr) if project_first else (zr, layer.out_zero_point)
+    add = draw_add_layer(data, *zps)
+    if data.draw(st.booleans(), label="frozen add"):
+        add.multiplier.setflags(write=False)
+        add.shift.setflags(write=False)
+    x, residual = int8_array(data, (n, h, w, cin)), int8_array(data, (n, h, w, cout))
+    assert_fused_same(layer, add, x, residual, zx, zr, data.draw(ROUNDING, label="rounding"), project_first,
+                      block=data.draw(BLOCKS, label="block"), **options)

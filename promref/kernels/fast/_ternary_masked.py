@@ -7,7 +7,7 @@ time goes to loop remainders and per-row overhead (docs/performance.md).
 This kernel vectorises over the *output channels* instead, one pixel at a
 time:
 
-    part[o] += (x[p, c] & plus[c, o]) - (x[p, c] & minus[c, o])     for all o
+    part[o] += (x[c, p] & plus[c, o]) - (x[c, p] & minus[c, o])     for all o
 
 where ``plus[c, o]`` is all ones (int16 -1) when ``t[o, c] = +1`` and 0
 otherwise, ``minus`` likewise for ``t = -1``.  A bitwise AND selects the
@@ -23,7 +23,9 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._common import JIT, cached, requantize_channels
+from ._layer_cache import cached
+from ._options import JIT
+from ._requant import requantize_channels
 
 #: int8 terms (|x| <= 128) an int16 partial sum holds exactly: 255 * 128 < 2**15; both ternary
 #: kernels sum this many input channels (or rows) in int16 before adding to the int32 total
@@ -39,13 +41,19 @@ def masks(layer):
 
 
 @numba.njit(**JIT)
-def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point, lo, hi, double, workers, out):
-    """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout]; worker w computes pixels w, w + workers, ..."""
-    pixels, cin = x.shape
-    cout = out.shape[1]
+def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point, lo, hi, double, workers,
+                             residual, table, out):
+    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; worker w computes pixels w, w + workers, ...
+
+    With a non-empty ``table``, out is the fused residual add (see pointwise_ternary.py).
+    """
+    cin, pixels = x.shape
+    cout = out.shape[0]
+    fused = table.shape[0] > 0
     for worker in prange(workers):
         part = np.empty(cout, np.int16)     # one chunk of input channels
         acc = np.empty(cout, np.int32)      # all of them
+        y = np.empty(cout, np.int8)         # the requantized pixel
         for p in range(worker, pixels, workers):
             for o in range(cout):
                 acc[o] = 0
@@ -53,10 +61,12 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
                 for o in range(cout):
                     part[o] = 0
                 for c in range(c0, min(c0 + INT16_EXACT_TERMS, cin)):
-                    xc = np.int16(x[p, c])
+                    xc = np.int16(x[c, p])
                     up, down = plus[c], minus[c]
                     for o in range(cout):   # int16 throughout (casts keep Numba from widening to int64)
                         part[o] = np.int16(part[o] + np.int16(np.int16(xc & up[o]) - np.int16(xc & down[o])))
                 for o in range(cout):
                     acc[o] += part[o]
-            requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, out[p])
+            requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, y)
+            for o in range(cout):
+                out[o, p] = table[(np.int32(residual[o, p]) + 128) * 256 + (np.int32(y[o]) + 128)] if fused else y[o]

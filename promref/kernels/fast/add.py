@@ -13,7 +13,7 @@ The output depends only on the pair of int8 inputs, so for a validated
 element is one look-up ``T[a + 128, b + 128]`` (64 KiB, stays in L2): exact
 by construction, and about 1.5x faster here than the int64 arithmetic per
 element (docs/performance.md).  Layers with writable arrays (never cached,
-see ``_common.cached``) use the arithmetic loop: its body is int64
+see ``_layer_cache.cached``) use the arithmetic loop: its body is int64
 arithmetic from promref.arith; the rounding-mode test in it is
 loop-invariant, so LLVM moves it out of the loop and the loop vectorises.
 """
@@ -22,7 +22,9 @@ import numpy as np
 from numba import prange
 
 from ..reference.add import add as reference_add
-from ._common import JIT, cached, is_double, requantize, scale, workers_for
+from ._layer_cache import cached
+from ._options import JIT, workers_for
+from ._requant import is_double, requantize, scale
 
 #: elements per job: large enough to amortise scheduling, small enough to balance threads
 ELEMENTS_PER_JOB = 1 << 14
@@ -52,22 +54,43 @@ def _add_table(a, b, table, workers, out):
                 out[i] = table[(np.int32(a[i]) + 128) * 256 + (np.int32(b[i]) + 128)]
 
 
-def add_table(layer, zero_point_a, zero_point_b, rounding):
-    """The int8 [256 * 256] table of all results (cached), or None for a layer whose arrays may change."""
-    if layer.multiplier.flags.writeable or layer.shift.flags.writeable:
+def add_table(layer, zero_point_a, zero_point_b, rounding, always=False):
+    """The int8 [256 * 256] table of all results, ``T[(a + 128) * 256 + b + 128]`` (cached).
+
+    For a layer whose arrays may change: None, or with ``always`` a table built for this call only.
+    """
+    if not always and (layer.multiplier.flags.writeable or layer.shift.flags.writeable):
         return None
 
     def build():  # the reference kernel itself, on every pair of int8 values
         v = np.arange(-128, 128, dtype=np.int8)
         return reference_add(v[:, None], v[None, :], layer, zero_point_a, zero_point_b, rounding).reshape(-1)
-    # everything the table depends on besides the cached arrays goes into the key
-    key = ("fast.add", int(zero_point_a), int(zero_point_b), rounding, int(layer.left_shift),
-           int(layer.out_zero_point), int(layer.out_min), int(layer.out_max))
-    return cached(layer, key, build, layer.multiplier, layer.shift)
+    return cached(layer, ("fast.add",) + _table_key(layer, zero_point_a, zero_point_b, rounding), build,
+                  layer.multiplier, layer.shift)
+
+
+def _table_key(layer, zero_point_a, zero_point_b, rounding):
+    """Everything a table depends on besides the cached arrays (multiplier, shift)."""
+    return (int(zero_point_a), int(zero_point_b), rounding, int(layer.left_shift),
+            int(layer.out_zero_point), int(layer.out_min), int(layer.out_max))
+
+
+def residual_table(layer, zero_point_project, zero_point_residual, rounding, project_first):
+    """The add's table indexed ``[(residual + 128) * 256 + project + 128]``, for the fused epilogue.
+
+    ``project_first``: the project conv's output is the add's first input (``a``); the
+    table is then transposed (and cached) so that the residual always comes first.
+    """
+    if not project_first:
+        return add_table(layer, zero_point_residual, zero_point_project, rounding, always=True)
+    table = add_table(layer, zero_point_project, zero_point_residual, rounding, always=True)
+    key = ("fast.add.transposed",) + _table_key(layer, zero_point_project, zero_point_residual, rounding)
+    return cached(layer, key, lambda: np.ascontiguousarray(table.reshape(256, 256).T).reshape(-1),
+                  layer.multiplier, layer.shift)
 
 
 def add(a, b, layer, zero_point_a, zero_point_b, rounding):
-    """int8 a, b [N, H, W, C] -> int8 [N, H, W, C]."""
+    """int8 a, b -> int8, elementwise (any layout: NHWC, or the channel-major [C, N, H, W])."""
     double = is_double(rounding)
     out = np.empty(a.shape, np.int8)
     size = a.size

@@ -1,152 +1,194 @@
-"""int8 convolution (docs/spec.md, "conv2d"): the stem 3x3 and int8 1x1 convs.
+"""int8 convolution (docs/spec.md, "conv2d"), channel-major: the stem 3x3 and int8 1x1 convs.
 
 With ``w' = w - zw`` the reference computes
-``acc[n, i, j, o] = bias[o] + sum_{a, b, c} w'[o, a, b, c] * (xpad[n, s*i+a, s*j+b, c] - zx)``.
-Two kernels, both exact in int32 (every partial sum of the terms is below the
-accumulator bound, which the loader proves to be < 2**31):
+``acc[o, n, i, j] = bias[o] + sum_{a, b, c} w'[o, a, b, c] * (xpad[c, n, s*i+a, s*j+b] - zx)``.
+Three kernels, all exact in int32 (every partial sum of the terms is below
+the accumulator bound, which the loader proves to be < 2**31):
 
 * 1x1, stride 1 (the int8 scheme's expand, project and last convs): the
-  blocked layout of the ternary kernel with multiply-accumulate.  The input
+  pixel blocks of the ternary kernel with multiply-accumulate.  The input
   zero point is folded into the bias, ``bias'[o] = bias[o] - zx * sum_c w'[o, c]``,
-  so the inner loop is ``acc[q] += w'[o, c] * xt[c, q]`` over contiguous
+  so the inner loop is ``acc[q] += w'[o, c] * x[c, p0 + q]`` over contiguous
   pixels of raw int8 inputs (``|w' * x| <= |w'| * 128`` keeps the raw sums
-  within the bound).  A 1x1 kernel has no padding.
-* anything else (the stem: 3x3, stride 1 or 2, 3 input channels): a direct
-  loop over output pixels.  Taps that fall into the padding are skipped,
-  which is exact: padding holds ``zx`` and contributes ``w' * (zx - zx) = 0``.
-  The weights are stored [kh, kw, Cin, Cout] so the innermost loop runs over
-  contiguous output channels and vectorises.
+  within the bound).  A 1x1 kernel has no padding.  It can fuse the residual
+  add that follows it, as the ternary kernel does.
+* 3 x 3 with padding 0 or 1 (the stem): for a chunk of images, each input
+  channel is copied, centred, into an int16 plane and every output channel
+  is 3 x 9 masked flat tap loops over those planes (``_stencil``),
+  requantized straight into its output plane.
+* anything else: a direct loop that skips the taps falling into the
+  padding, which is exact: padding holds ``zx`` and contributes
+  ``w' * (zx - zx) = 0``.
 """
 import numba
 import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ._common import (BLOCK, JIT, cached, channel_group, is_double, lanes_for, load_block, output_size,
-                      pixel_block, requant_arrays, requantize_channels, requantize_row, store_block, workers_for)
+from . import _stencil
+from ._layer_cache import cached
+from ._layout import to_channel_major, to_nhwc
+from ._options import BLOCK, JIT, channel_group, output_size, pixel_block, workers_for
+from ._requant import add_residual_row, is_double, requant_arrays, requantize, requantize_row
+from .pointwise_ternary import NO_RESIDUAL, NO_TABLE
+
+#: output channels per job of the 3 x 3 kernel (each job fills its own input planes)
+OUT_GROUP = 8
 
 
-# ------------------------------------------------------------- 1x1, stride 1
+def is_1x1(layer):
+    """True for the layers of the pixel-block kernel: 1x1 kernel, stride 1."""
+    return layer.kernel == 1 and layer.stride == 1
 
 
-def prepare_1x1(layer, in_zero_point):
-    """(w' int32 [Cout, Cin], folded bias int64 [Cout]), cached per zero points."""
+def prepare(layer, in_zero_point):
+    """(w' int32 [Cout, Cin, kh * kw], bias int64 [Cout]); a 1x1 stride-1 layer's bias is folded with zx."""
     def build():
-        w = layer.weights.reshape(layer.out_channels, layer.in_channels).astype(np.int32) - layer.weight_zero_point
-        bias = layer.bias.astype(np.int64) - in_zero_point * w.astype(np.int64).sum(axis=1)
+        w = np.ascontiguousarray(layer.weights.transpose(0, 3, 1, 2)).reshape(
+            layer.out_channels, layer.in_channels, -1).astype(np.int32) - layer.weight_zero_point
+        bias = layer.bias.astype(np.int64)
+        if is_1x1(layer):
+            bias = bias - in_zero_point * w.astype(np.int64).sum(axis=(1, 2))
         return w, bias
-    key = ("fast.conv2d.1x1", in_zero_point, layer.weight_zero_point)
+    key = ("fast.conv2d", in_zero_point if is_1x1(layer) else None, layer.weight_zero_point)
     return cached(layer, key, build, layer.weights, layer.bias)
 
 
 @register_jitable
-def multiply_accumulate(xt, weights, acc, lanes):
-    """acc[q] = sum_c weights[c] * xt[c, q], four input channels per pass over ``acc``."""
-    for q in range(lanes):
+def multiply_accumulate(x, weights, p0, count, acc):
+    """acc[q] = sum_c weights[c] * x[c, p0 + q], four input channels per pass over ``acc``."""
+    for q in range(count):
         acc[q] = 0
     cin = weights.shape[0]
     c = 0
     while c + 4 <= cin:
         w0, w1, w2, w3 = weights[c], weights[c + 1], weights[c + 2], weights[c + 3]
-        r0, r1, r2, r3 = xt[c], xt[c + 1], xt[c + 2], xt[c + 3]
-        for q in range(lanes):
+        r0, r1, r2, r3 = x[c][p0:p0 + count], x[c + 1][p0:p0 + count], x[c + 2][p0:p0 + count], \
+            x[c + 3][p0:p0 + count]
+        for q in range(count):
             acc[q] += (w0 * r0[q] + w1 * r1[q]) + (w2 * r2[q] + w3 * r3[q])
         c += 4
     for c in range(c, cin):
-        w0, r0 = weights[c], xt[c]
-        for q in range(lanes):
+        w0, r0 = weights[c], x[c][p0:p0 + count]
+        for q in range(count):
             acc[q] += w0 * r0[q]
 
 
 @numba.njit(**JIT)
-def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, group, workers, out):
-    """x: int8 [pixels, Cin] -> out: int8 [pixels, Cout]; jobs as in the ternary kernel."""
-    pixels, cin = x.shape
-    cout = out.shape[1]
+def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, group, workers,
+             residual, table, out):
+    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; jobs and fusion as in the ternary kernel."""
+    pixels = x.shape[1]
+    cout = out.shape[0]
+    fused = table.shape[0] > 0
     groups = (cout + group - 1) // group
     jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
-        xt = np.empty((cin, block), np.int8)      # the input block, channel-major
-        scratch = np.empty(cin * block // 8, np.uint64)  # load_block's reordered words
         acc = np.empty(block, np.int32)           # one output channel of the block
-        yt = np.empty((group, block), np.int8)    # the output block, channel-major
+        y = np.empty(block, np.int8)              # its requantized values, when fused
         for job in range(worker, jobs, workers):
             p0 = job // groups * block
             o0 = job % groups * group
-            o1 = min(o0 + group, cout)
             count = min(block, pixels - p0)
-            lanes = lanes_for(count)
-            load_block(x, p0, count, xt, scratch)
-            for o in range(o0, o1):
-                multiply_accumulate(xt, w[o], acc, lanes)
-                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                               yt[o - o0], lanes)
-            store_block(yt, p0, count, o0, o1, out)
-
-
-# ------------------------------------------------------------- general k x k
-
-
-def prepare_direct(layer):
-    """(w' int32 [kh, kw, Cin, Cout], bias int64 [Cout]): output channels innermost."""
-    def build():
-        w = layer.weights.astype(np.int32) - layer.weight_zero_point
-        return np.ascontiguousarray(w.transpose(1, 2, 3, 0)), layer.bias.astype(np.int64)
-    return cached(layer, ("fast.conv2d.direct", layer.weight_zero_point), build, layer.weights, layer.bias)
+            for o in range(o0, min(o0 + group, cout)):
+                target = y if fused else out[o][p0:p0 + count]
+                multiply_accumulate(x, w[o], p0, count, acc)
+                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double, target, count)
+                if fused:
+                    add_residual_row(y, residual[o][p0:p0 + count], table, out[o][p0:p0 + count], count)
 
 
 @numba.njit(**JIT)
-def _conv_direct(x, w, bias, multiplier, shift, in_zero_point, stride, top, left,
-                 zero_point, lo, hi, double, workers, out):
-    """x: int8 [N, H, W, Cin] -> out: int8 [N, Ho, Wo, Cout]; a job is one output row."""
-    n, h, wd, cin = x.shape
-    kh, kw, _, cout = w.shape
-    _, ho, wo, _ = out.shape
-    jobs = n * ho
+def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk, masks,
+             zero_point, lo, hi, double, workers, out):
+    """x: int8 [Cin, N, H, W] -> out: int8 [Cout, N, Ho, Wo]; jobs are (chunk of images, OUT_GROUP outputs)."""
+    cin, n, h, wd = x.shape
+    cout, _, ho, wo = out.shape
+    same = stride == 1 and ho == h and wo == wd    # the centres are the outputs (padding 1 all round)
+    chunks, groups = (n + chunk - 1) // chunk, (cout + OUT_GROUP - 1) // OUT_GROUP
+    planes, outs = x.reshape(cin, n * h * wd), out.reshape(cout, n * ho * wo)
     for worker in prange(workers):
-        acc = np.empty(cout, np.int32)
-        for job in range(worker, jobs, workers):
-            img = job // ho
-            i = job % ho
-            for j in range(wo):
-                for o in range(cout):
-                    acc[o] = 0
-                for a in range(kh):
-                    row = i * stride + a - top
-                    if row < 0 or row >= h:
-                        continue                  # a padding row adds w' * 0
-                    for b in range(kw):
-                        col = j * stride + b - left
-                        if col < 0 or col >= wd:
-                            continue
-                        for c in range(cin):
-                            xc = np.int32(x[img, row, col, c]) - in_zero_point
-                            for o in range(cout):
-                                acc[o] += w[a, b, c, o] * xc
-                requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, out[img, i, j])
+        plane = np.zeros((cin, chunk * h * wd + 2 * (wd + 1)), np.int16)
+        acc = np.empty(chunk * h * wd, np.int32)
+        picked = np.empty(chunk * ho * wo, np.int32)
+        for job in range(worker, chunks * groups, workers):
+            n0 = job // groups * chunk
+            k = min(chunk, n - n0)
+            for c in range(cin):
+                _stencil.fill_centred(planes[c][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1,
+                                      plane[c])
+            for o in range(job % groups * OUT_GROUP, min(job % groups * OUT_GROUP + OUT_GROUP, cout)):
+                for c in range(cin):
+                    _stencil.taps_for_outputs(plane[c], masks, w[o, c], k, h, wd, ho, stride, top, acc, c > 0)
+                if not same:
+                    _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
+                requantize_row(acc if same else picked, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                               outs[o][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
 
 
-def conv2d(x, layer, in_zero_point, rounding, block=BLOCK):
-    """int8 [N, H, W, Cin] -> int8 [N, Ho, Wo, Cout].  ``block``: pixels per job of the 1x1 kernel."""
+@numba.njit(**JIT)
+def _conv_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stride, top, left,
+                 zero_point, lo, hi, double, workers, out):
+    """Any kernel, stride and padding: x int8 [Cin, N, H, W] -> out int8 [Cout, N, Ho, Wo]; jobs are outputs."""
+    cin, n, h, wd = x.shape
+    cout, _, ho, wo = out.shape
+    for worker in prange(workers):
+        for o in range(worker, cout, workers):
+            for img in range(n):
+                for i in range(ho):
+                    for j in range(wo):
+                        acc = np.int64(0)
+                        for a in range(kernel):
+                            row = i * stride + a - top
+                            for b in range(kernel):
+                                col = j * stride + b - left
+                                if 0 <= row < h and 0 <= col < wd:     # a padding tap adds w' * 0
+                                    for c in range(cin):
+                                        acc += w[o, c, a * kernel + b] * \
+                                            (np.int64(x[c, img, row, col]) - in_zero_point)
+                        out[o, img, i, j] = requantize(acc + bias[o], multiplier[o], shift[o],
+                                                       zero_point, lo, hi, double)
+
+
+def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, table=None):
+    """int8 [Cin, N, H, W] -> int8 [Cout, N, Ho, Wo] (channel-major).
+
+    ``block``: pixels per job of the 1x1 kernel; ``residual``/``table``: the fused
+    residual add of a 1x1 stride-1 layer (see ``pointwise_ternary_cm``).
+    """
     multiplier, shift = requant_arrays(layer)
-    n, h, wd, cin = x.shape
+    w, bias = prepare(layer, in_zero_point)
+    cin, n, h, wd = x.shape
     cout = layer.out_channels
     x = np.ascontiguousarray(x)
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
-    if layer.kernel == 1 and layer.stride == 1:
-        w, bias = prepare_1x1(layer, in_zero_point)
+    if is_1x1(layer):
         pixels = n * h * wd
         block = pixel_block(block, pixels)
         group = channel_group(pixels, cout, block)
-        out = np.empty((pixels, cout), np.int8)
-        _conv1x1(x.reshape(pixels, cin), w, bias, multiplier, shift, *output,
-                 block, group, workers_for(-(-pixels // block) * -(-cout // group), pixels * cin * cout), out)
-        return out.reshape(n, h, wd, cout)
-    w, bias = prepare_direct(layer)
+        fused = (NO_RESIDUAL, NO_TABLE) if table is None else (residual.reshape(cout, pixels), table)
+        out = np.empty((cout, pixels), np.int8)
+        _conv1x1(x.reshape(cin, pixels), w.reshape(cout, cin), bias, multiplier, shift, *output, block, group,
+                 workers_for(-(-pixels // block) * -(-cout // group), pixels * cin * cout), *fused, out)
+        return out.reshape(cout, n, h, wd)
+    if table is not None:
+        raise ValueError("only a 1x1, stride-1 conv2d fuses a residual add")
     top, bottom, left, right = layer.padding
     ho = output_size(h, layer.kernel, layer.stride, top, bottom)
     wo = output_size(wd, layer.kernel, layer.stride, left, right)
-    out = np.empty((n, ho, wo, cout), np.int8)
-    _conv_direct(x, w, bias, multiplier, shift, int(in_zero_point), int(layer.stride), int(top), int(left),
-                 *output, workers_for(n * ho, out.size * w.shape[0] * w.shape[1] * cin), out)
+    out = np.empty((cout, n, ho, wo), np.int8)
+    geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
+    if _stencil.fits(layer.kernel, layer.padding):
+        most = _stencil.chunk_images(h, wd)
+        masks = cached(layer, ("fast.conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd), layer.weights)
+        _conv3x3(x, w, bias, multiplier, shift, *geometry, min(n, most), masks, *output,
+                 workers_for(-(-n // most) * -(-cout // OUT_GROUP), 9 * x.size * cout), out)
+    else:
+        _conv_direct(x, w, int(layer.kernel), bias, multiplier, shift, *geometry, *output,
+                     workers_for(cout, out.size * w.shape[1] * w.shape[2]), out)
     return out
+
+
+def conv2d(x, layer, in_zero_point, rounding, block=BLOCK):
+    """int8 [N, H, W, Cin] -> int8 [N, Ho, Wo, Cout]: ``conv2d_cm`` between NHWC conversions."""
+    return to_nhwc(conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding, block))

@@ -1,101 +1,112 @@
-"""int8 depthwise convolution (docs/spec.md, "depthwise_conv2d").
+"""int8 depthwise convolution (docs/spec.md, "depthwise_conv2d"), channel-major.
 
-One filter per channel, so channels are independent: the kernel loops over
-output pixels and, innermost, over channels -- contiguous in NHWC for the
-input, the weights ([kh, kw, C]) and the output, so the multiply-accumulate
-``acc[c] += w'[a, b, c] * (x[.., c] - zx)`` vectorises.  Taps that fall into
-the padding are skipped: padding holds ``zx``, which contributes 0.  int32
-is exact: every partial sum is below the accumulator bound (< 2**31) that
-the loader proves.  Requantization is fused per output pixel.
+One filter per channel, so channels are independent: a job is one channel
+of a chunk of images, a contiguous run of that channel's plane in the
+channel-major layout (``_layout``).  With ``w' = w - zw``:
 
-Output pixels whose 3 x 3 window lies inside the image (all but the border)
-take a faster path: the nine taps of a channel are summed in a register, with
-the input zero point folded into the bias,
-``bias_in[c] = bias[c] - zx * sum_ab w'[a, b, c]`` -- one pass over ``acc``
-instead of nine read-modify-writes.
-Its sums are the same exact integers in another order.
+* 3 x 3 with padding 0 or 1 (every MobileNetV2 depthwise layer): the chunk
+  is copied, centred (``x - zx``), into an int16 buffer, the nine taps --
+  masked to 0 where they leave the image -- are summed for every centre in
+  one flat loop, and the output pixels (stride 1 or 2) are requantized in one
+  run straight into the output plane (``_stencil``).  Padding holds ``zx``
+  in the reference, which contributes ``w' * 0``: exactly the masked zeros.
+* any other kernel or padding: a direct loop that skips the taps falling
+  into the padding (same argument), for completeness.
+
+int32 is exact: every partial sum is below the accumulator bound (< 2**31)
+that the loader proves.
 """
 import numba
 import numpy as np
 from numba import prange
-from numba.extending import register_jitable
 
-from ._common import JIT, cached, is_double, output_size, requant_arrays, requantize_channels, workers_for
+from . import _stencil
+from ._layer_cache import cached
+from ._layout import to_channel_major, to_nhwc
+from ._options import JIT, output_size, workers_for
+from ._requant import is_double, requant_arrays, requantize, requantize_row
 
 
 def prepare(layer):
-    """(w' = w - zw as int32 [kh, kw, C], bias int64 [C], sum_ab w'[a, b, c] as int64 [C])."""
+    """(w' = w - zw as int32 [C, kh * kw], bias int64 [C])."""
     def build():
         w = layer.weights.astype(np.int32) - layer.weight_zero_point
-        return w, layer.bias.astype(np.int64), w.astype(np.int64).sum(axis=(0, 1))
+        c = w.shape[2]
+        return np.ascontiguousarray(w.reshape(-1, c).T), layer.bias.astype(np.int64)
     return cached(layer, ("fast.depthwise_conv2d", layer.weight_zero_point), build, layer.weights, layer.bias)
 
 
-@register_jitable
-def interior_3x3(x, img, row, col, w, acc):
-    """acc[c] = sum_ab w'[a, b, c] * x[img, row + a, col + b, c] for every c (the window is inside the image).
-
-    ``|sum w' * x| <= 9 * 255 * 128`` fits int32 easily; the caller adds the
-    folded bias (in int64) when it requantizes.
-    """
-    # one 1-D channel vector per tap: the loop below indexes them by ch alone, which
-    # LLVM vectorises (no signed index arithmetic inside the loop)
-    x00, x01, x02 = x[img, row, col], x[img, row, col + 1], x[img, row, col + 2]
-    x10, x11, x12 = x[img, row + 1, col], x[img, row + 1, col + 1], x[img, row + 1, col + 2]
-    x20, x21, x22 = x[img, row + 2, col], x[img, row + 2, col + 1], x[img, row + 2, col + 2]
-    w00, w01, w02, w10, w11, w12, w20, w21, w22 = w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2], \
-        w[2, 0], w[2, 1], w[2, 2]
-    for ch in range(acc.shape[0]):
-        acc[ch] = ((w00[ch] * np.int32(x00[ch]) + w01[ch] * np.int32(x01[ch]) + w02[ch] * np.int32(x02[ch]))
-               + (w10[ch] * np.int32(x10[ch]) + w11[ch] * np.int32(x11[ch]) + w12[ch] * np.int32(x12[ch]))
-               + (w20[ch] * np.int32(x20[ch]) + w21[ch] * np.int32(x21[ch]) + w22[ch] * np.int32(x22[ch])))
+@numba.njit(**JIT)
+def _depthwise_3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, chunk, masks,
+                   zero_point, lo, hi, double, workers, out):
+    """x: int8 [C, N, H, W] -> out: int8 [C, N, Ho, Wo]; jobs are (channel, chunk of images) pairs."""
+    c, n, h, wd = x.shape
+    _, _, ho, wo = out.shape
+    same = stride == 1 and ho == h and wo == wd    # the centres are the outputs (padding 1 all round)
+    chunks = (n + chunk - 1) // chunk
+    planes, outs = x.reshape(c, n * h * wd), out.reshape(c, n * ho * wo)
+    for worker in prange(workers):
+        plane = np.zeros(chunk * h * wd + 2 * (wd + 1), np.int16)
+        acc = np.empty(chunk * h * wd, np.int32)
+        picked = np.empty(chunk * ho * wo, np.int32)
+        for job in range(worker, c * chunks, workers):
+            ch = job // chunks
+            n0 = job % chunks * chunk
+            k = min(chunk, n - n0)
+            _stencil.fill_centred(planes[ch][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1, plane)
+            _stencil.taps_for_outputs(plane, masks, w[ch], k, h, wd, ho, stride, top, acc, False)
+            if not same:
+                _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
+            requantize_row(acc if same else picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
+                           outs[ch][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
 
 
 @numba.njit(**JIT)
-def _depthwise(x, w, bias, bias_in, multiplier, shift, in_zero_point, stride, top, left,
-               zero_point, lo, hi, double, workers, out):
-    """x: int8 [N, H, W, C] -> out: int8 [N, Ho, Wo, C]; jobs are (image, output row) pairs."""
-    n, h, wd, c = x.shape
-    kh, kw, _ = w.shape
-    _, ho, wo, _ = out.shape
-    jobs = n * ho
+def _depthwise_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stride, top, left,
+                      zero_point, lo, hi, double, workers, out):
+    """Any kernel and padding: x int8 [C, N, H, W] -> out int8 [C, N, Ho, Wo]; jobs are channels."""
+    c, n, h, wd = x.shape
+    _, _, ho, wo = out.shape
     for worker in prange(workers):
-        acc = np.empty(c, np.int32)
-        for job in range(worker, jobs, workers):
-            img = job // ho
-            i = job % ho
-            for j in range(wo):
-                row, col = i * stride - top, j * stride - left
-                if kh == 3 and kw == 3 and row >= 0 and row + 3 <= h and col >= 0 and col + 3 <= wd:
-                    interior_3x3(x, img, row, col, w, acc)
-                    requantize_channels(acc, bias_in, multiplier, shift, zero_point, lo, hi, double, out[img, i, j])
-                    continue
-                for ch in range(c):
-                    acc[ch] = 0
-                for a in range(kh):
-                    row = i * stride + a - top
-                    if row < 0 or row >= h:
-                        continue          # padding row: contributes nothing
-                    for b in range(kw):
-                        col = j * stride + b - left
-                        if col < 0 or col >= wd:
-                            continue
-                        for ch in range(c):
-                            acc[ch] += w[a, b, ch] * (np.int32(x[img, row, col, ch]) - in_zero_point)
-                requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, out[img, i, j])
+        for ch in range(worker, c, workers):
+            for img in range(n):
+                for i in range(ho):
+                    for j in range(wo):
+                        acc = np.int64(0)
+                        for a in range(kernel):
+                            row = i * stride + a - top
+                            for b in range(kernel):
+                                col = j * stride + b - left
+                                if 0 <= row < h and 0 <= col < wd:   # padding contributes w' * 0
+                                    acc += w[ch, a * kernel + b] * (np.int64(x[ch, img, row, col]) - in_zero_point)
+                        out[ch, img, i, j] = requantize(acc + bias[ch], multiplier[ch], shift[ch],
+                                                        zero_point, lo, hi, double)
 
 
-def depthwise_conv2d(x, layer, in_zero_point, rounding):
-    """int8 [N, H, W, C] -> int8 [N, Ho, Wo, C]."""
-    w, bias, w_sum = prepare(layer)
+def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
+    """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major)."""
+    w, bias = prepare(layer)
     multiplier, shift = requant_arrays(layer)
-    n, h, wd, c = x.shape
+    c, n, h, wd = x.shape
     top, bottom, left, right = layer.padding
     ho = output_size(h, layer.kernel, layer.stride, top, bottom)
     wo = output_size(wd, layer.kernel, layer.stride, left, right)
-    out = np.empty((n, ho, wo, c), np.int8)
-    bias_in = bias - int(in_zero_point) * w_sum         # the interior pixels' folded bias
-    _depthwise(np.ascontiguousarray(x), w, bias, bias_in, multiplier, shift, int(in_zero_point), int(layer.stride),
-               int(top), int(left), int(layer.out_zero_point), int(layer.out_min), int(layer.out_max),
-               is_double(rounding), workers_for(n * ho, out.size * w.shape[0] * w.shape[1]), out)
+    out = np.empty((c, n, ho, wo), np.int8)
+    x = np.ascontiguousarray(x)
+    output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
+    geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
+    if _stencil.fits(layer.kernel, layer.padding):
+        most = _stencil.chunk_images(h, wd)                # every chunk uses a prefix of the same masks
+        masks = cached(layer, ("fast.depthwise_conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd),
+                       layer.weights)
+        _depthwise_3x3(x, w, bias, multiplier, shift, *geometry, min(n, most), masks, *output,
+                       workers_for(c * -(-n // most), 9 * x.size), out)
+    else:
+        _depthwise_direct(x, w, int(layer.kernel), bias, multiplier, shift, *geometry, *output,
+                          workers_for(c, out.size * w.shape[1]), out)
     return out
+
+
+def depthwise_conv2d(x, layer, in_zero_point, rounding):
+    """int8 [N, H, W, C] -> int8 [N, Ho, Wo, C]: ``depthwise_conv2d_cm`` between NHWC conversions."""
+    return to_nhwc(depthwise_conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding))

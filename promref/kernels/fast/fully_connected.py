@@ -9,7 +9,9 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._common import JIT, cached, is_double, requant_arrays, requantize, workers_for
+from ._layer_cache import cached
+from ._options import JIT, workers_for
+from ._requant import is_double, requant_arrays, requantize
 
 
 def prepare(layer):

@@ -1,0 +1,22 @@
+"""Derived arrays of a layer (index lists, folded biases, widened weights), kept in ``layer.cache``."""
+import numpy as np
+
+
+def cached(layer, key, build, *sources):
+    """``build()``, kept in ``layer.cache[key]`` and reused while it is still valid.
+
+    ``key`` names the scalars the value depends on (an input zero point, the
+    weight zero point); ``sources`` are the layer arrays it is derived from.
+    A value is reused only while the layer holds the very same arrays and they
+    are read-only -- as ``validate`` leaves them.  Layers with writable arrays
+    (being built, trained, or deep-copied) are recomputed on every call, so an
+    in-place edit can never meet a stale derived array.
+    """
+    frozen = all(isinstance(a, np.ndarray) and not a.flags.writeable for a in sources)
+    entry = layer.cache.get(key)
+    if frozen and entry is not None and all(a is b for a, b in zip(entry[0], sources)):
+        return entry[1]
+    value = build()
+    if frozen:
+        layer.cache[key] = (sources, value)
+    return value

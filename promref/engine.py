@@ -33,12 +33,6 @@ def op_table(name):
     return BACKENDS[name].OPS
 
 
-def get_backend(name):
-    """The kernel package of the backend ``name`` (its op table is ``.OPS``; prefer :func:`op_table`)."""
-    _check_backend(name)
-    return BACKENDS[name]
-
-
 def check_input(model, x):
     """x must be int8 [N, H, W, 3] with the model's input size; returns it C-contiguous."""
     spec = model.input

@@ -24,6 +24,7 @@ from ..arith import ROUNDING_MODES
 from ..errors import TrainArgumentError
 from ..evaluate import evaluate_model
 from ..format import save
+from .units import MULTIPLIER_RULES
 from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
@@ -97,13 +98,16 @@ def build_parser():
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
                  "nesterov", "label_smoothing", "weight_decay", "weight_decay_qat", "warmup_epochs",
-                 "bn_recalibration_batches", "train_subset", "seed", "rounding", "backend"):
+                 "bn_recalibration_batches", "train_subset", "seed", "rounding", "multipliers", "backend"):
         value = getattr(defaults, name)
         kind = dict(action=argparse.BooleanOptionalAction) if isinstance(value, bool) else dict(type=type(value))
         p.add_argument("--" + name.replace("_", "-"), default=None, help=f"(default {value})", **kind)
     p.add_argument("--out", help="write the exported integer model here (.npz) and its model card (.json)")
     p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start the QAT phase from the finished float phase in this checkpoint (a float-only "
+                        "run's last.npz with the same float-phase settings); --scheme and the QAT settings may differ")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
     return p
@@ -121,7 +125,8 @@ def _number(name, value, lo, hi, integer=False, lo_open=False, hi_open=False):
 def check_config(config):
     """Refuse every out-of-range or unknown TrainConfig value (before any data is read or step taken)."""
     for name, choices in (("arch", ("mobilenetv2", "dsnet")), ("scheme", ("prom", "int8")),
-                          ("rounding", ROUNDING_MODES), ("backend", ("numba", "numpy"))):
+                          ("rounding", ROUNDING_MODES), ("multipliers", MULTIPLIER_RULES),
+                          ("backend", ("numba", "numpy"))):
         if getattr(config, name) not in choices:
             raise TrainArgumentError(f"--{name} must be one of {', '.join(choices)}, not {getattr(config, name)!r}")
     _number("width", config.width, 0, 4, lo_open=True)
@@ -150,6 +155,8 @@ def check_paths(args):
     """--out and --checkpoint-dir must be usable now, not after hours of training."""
     if args.resume and not args.checkpoint_dir:
         raise TrainArgumentError("--resume needs --checkpoint-dir")
+    if args.init_from is not None and not os.path.isfile(args.init_from):
+        raise TrainArgumentError(f"--init-from {args.init_from}: no such checkpoint file")
     if args.test_subset < 0:
         raise TrainArgumentError(f"--test-subset must be 0 (all) or positive, not {args.test_subset}")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -176,6 +183,8 @@ def main(argv=None):
         setattr(config, k, v)
     check_config(config)
     check_paths(args)
+    if args.init_from is not None and config.epochs_qat < 1:
+        raise TrainArgumentError("--init-from starts the QAT phase: it needs --epochs-qat of at least 1")
     *train_data, source = load_cifar10("train", root=args.data, return_source=True)
     test_data = load_cifar10("test", root=args.data)
     images = min(config.train_subset or len(train_data[0]), len(train_data[0]))
@@ -190,7 +199,7 @@ def main(argv=None):
     resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
     start = time.time()
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
-                             progress=Progress(quiet=args.quiet))
+                             progress=Progress(quiet=args.quiet), init_from=args.init_from)
     wall = time.time() - start
     float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import arith
+from ..interop.tflite.prepare import add_parameters, conv_multipliers
 from ..model import Layer
 from ..validate import bias_limit
 from . import functional as F
@@ -30,6 +31,35 @@ from .quantizers import RELU6_SCALE, RELU6_ZERO_POINT, RangeObserver, quantize_w
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
+
+#: how a unit derives its integer multipliers from its scales (TrainConfig.multipliers):
+#: "float64": ``arith.quantize_multiplier`` of the float64 scale ratio (the round-1/2 models);
+#: "tflite": every scale rounded to float32 first, then TFLite's Prepare rule
+#: (``interop/tflite/prepare.py``: ``conv_multipliers``, ``add_parameters``), so that a
+#: ``.tflite`` file's float32 scales make TFLite derive exactly the model's integers
+MULTIPLIER_RULES = ("float64", "tflite")
+
+
+def conv_rescale(in_scale, weight_scale, out_scale, rule):
+    """-> (out_scale as stored, accumulator scale float64 [Cout], multiplier int32 [Cout], shift int32 [Cout])
+    of a conv / FC layer: one accumulator unit is ``in_scale * weight_scale`` real."""
+    if rule == "tflite":
+        s_in, s_out = float(np.float32(in_scale)), float(np.float32(out_scale))
+        multiplier, shift = conv_multipliers(s_in, weight_scale, s_out)
+        return s_out, np.float64(s_in) * np.asarray(weight_scale, np.float32).astype(np.float64), multiplier, shift
+    acc_scale = np.float64(in_scale) * weight_scale.astype(np.float64)  # real value of one accumulator unit
+    multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+    return float(out_scale), acc_scale, multiplier, shift
+
+
+def add_rescale(scale_a, scale_b, out_scale, rule):
+    """-> (out_scale as stored, multiplier int32 [3], shift int32 [3]) of a residual add."""
+    if rule == "tflite":
+        s_out = float(np.float32(out_scale))
+        _, multiplier, shift = add_parameters(scale_a, scale_b, s_out, arith.ADD_LEFT_SHIFT)
+        return s_out, multiplier, shift
+    multiplier, shift = arith.add_multipliers(scale_a, scale_b, out_scale)
+    return float(out_scale), multiplier, shift
 
 
 class QTensor(NamedTuple):
@@ -54,6 +84,7 @@ class Unit:
         self.name, self.kind, self.op, self.inputs = name, kind, op, tuple(inputs)
         self.params, self.grads, self.buffers = {}, {}, {}
         self.layer = None  # the integer Layer record built by the last QAT forward
+        self.multipliers = "float64"  # MULTIPLIER_RULES; set by the Network
 
     def zero_grad(self):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -183,8 +214,7 @@ class ConvUnit(Unit):
         w_fold, b_fold, _ = self.fold_batch_norm()
         w_int, w_scale = self._quantized_weights(w_fold)
         out_scale, out_zp, lo, hi = self.out_qparams()
-        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
-        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        out_scale, acc_scale, multiplier, shift = conv_rescale(in_scale, w_scale, out_scale, self.multipliers)
         bound = bias_limit(self.op, w_int, in_zero_point, shift)
         bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
         op = "pointwise_ternary" if self.ternary else self.op
@@ -251,7 +281,7 @@ class AddUnit(Unit):
     def to_layer(self, sa, sb):
         """Layer for inputs with scales ``sa`` and ``sb`` (zero points do not enter the parameters)."""
         out_scale, out_zp = self.observer.qparams()
-        multiplier, shift = arith.add_multipliers(sa, sb, out_scale)
+        out_scale, multiplier, shift = add_rescale(sa, sb, out_scale, self.multipliers)
         return Layer(name=self.name, kind="add", op="add", inputs=self.inputs, in_channels=self.channels,
                      out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
                      multiplier=multiplier, shift=shift, left_shift=arith.ADD_LEFT_SHIFT)
@@ -325,8 +355,7 @@ class LinearUnit(Unit):
     def to_layer(self, in_scale, in_zero_point):
         w_int, w_scale = arith.quantize_int8_symmetric(self.params["w"], axis=0)
         out_scale, out_zp = self.observer.qparams()
-        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)
-        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        out_scale, acc_scale, multiplier, shift = conv_rescale(in_scale, w_scale, out_scale, self.multipliers)
         bound = bias_limit("fully_connected", w_int, in_zero_point, shift)
         bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
         return Layer(name=self.name, kind="classifier", op="fully_connected", inputs=self.inputs,

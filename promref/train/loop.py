@@ -46,8 +46,8 @@ class TrainConfig:
     bn_recalibration_batches: int = 100
     train_subset: int = 0              # 0: all training images
     seed: int = 0
-    rounding: str = "single"
-    multipliers: str = "float64"       # or "tflite": TFLite-derivable multipliers (units.MULTIPLIER_RULES)
+    rounding: str = "double"           # LiteRT's; with multipliers "tflite" the model exports to TFLite exactly
+    multipliers: str = "tflite"        # or "float64" (the round-1/2 rule): units.MULTIPLIER_RULES, docs/training.md
     backend: str = "numba"
     dsnet_channels: tuple = field(default=(32, 64, 128))
 

@@ -97,6 +97,7 @@ def build_parser():
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
+                 "batch_stats_epochs_qat",
                  "nesterov", "label_smoothing", "weight_decay", "weight_decay_qat", "warmup_epochs",
                  "bn_recalibration_batches", "train_subset", "seed", "rounding", "multipliers", "backend"):
         value = getattr(defaults, name)
@@ -142,6 +143,7 @@ def check_config(config):
     for name in ("weight_decay", "weight_decay_qat"):
         _number(name, getattr(config, name), 0, 1)
     _number("warmup_epochs", config.warmup_epochs, 0, max(config.epochs_float, 0), integer=True)
+    _number("batch_stats_epochs_qat", config.batch_stats_epochs_qat, 0, max(config.epochs_qat, 0), integer=True)
     _number("bn_recalibration_batches", config.bn_recalibration_batches, 1, 1_000_000, integer=True)
     _number("train_subset", config.train_subset, 0, 10_000_000, integer=True)
     _number("seed", config.seed, 0, 2**32 - 1, integer=True)

@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     lr_qat: float = 0.001             # 0.01 collapses MobileNetV2 QAT (frozen BN): docs/training.md
+    batch_stats_epochs_qat: int = 0    # QAT epochs folding batch statistics before BN is frozen: docs/training.md
     momentum: float = 0.9
     nesterov: bool = True
     label_smoothing: float = 0.1
@@ -330,6 +331,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
             if velocity is not None:
                 optimizer.load_state_dict(velocity)
                 velocity = None
+        network.use_batch_statistics(mode == "qat" and phase_epoch < config.batch_stats_epochs_qat)
         base_lr = config.lr if mode == "float" else config.lr_qat
         warmup = config.warmup_epochs * steps_per_epoch if mode == "float" else 0
         rng = np.random.default_rng([config.seed, epoch])

@@ -111,6 +111,12 @@ class Network:
                     continue
                 grads[name] = grads[name] + dx if name in grads else dx
 
+    def use_batch_statistics(self, on):
+        """QAT training steps fold each batch's statistics (``on``) or the running ones (ConvUnit.forward_qat)."""
+        for unit in self.units:
+            if isinstance(unit, ConvUnit):
+                unit.qat_batch_stats = bool(on)
+
     def zero_grad(self):
         for unit in self.units:
             unit.zero_grad()

@@ -25,7 +25,9 @@ from ..errors import TrainArgumentError
 from ..evaluate import evaluate_model
 from ..format import save
 from .units import MULTIPLIER_RULES
-from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
+from ..format import load
+from .card import model_card
+from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, load_float_twin, predict, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             nesterov=False, label_smoothing=0.0, warmup_epochs=1,
@@ -109,6 +111,9 @@ def build_parser():
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start the QAT phase from the finished float phase in this checkpoint (a float-only "
                         "run's last.npz with the same float-phase settings); --scheme and the QAT settings may differ")
+    p.add_argument("--compare-with", action="append", default=[], metavar="WEIGHTS",
+                   help="a trained twin (.npz, e.g. the int8 twin) to compare with on the same test images "
+                        "(McNemar's paired test in the model card); repeatable")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
     return p
@@ -159,6 +164,9 @@ def check_paths(args):
         raise TrainArgumentError("--resume needs --checkpoint-dir")
     if args.init_from is not None and not os.path.isfile(args.init_from):
         raise TrainArgumentError(f"--init-from {args.init_from}: no such checkpoint file")
+    for path in args.compare_with:
+        if not os.path.isfile(path):
+            raise TrainArgumentError(f"--compare-with {path}: no such weights file")
     if args.test_subset < 0:
         raise TrainArgumentError(f"--test-subset must be 0 (all) or positive, not {args.test_subset}")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -203,24 +211,29 @@ def main(argv=None):
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
                              progress=Progress(quiet=args.quiet), init_from=args.init_from)
     wall = time.time() - start
-    float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
+    twins = [(os.path.basename(path), load(path)) for path in args.compare_with]  # read before the export's minutes
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
-    model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
-                           else f"PROM demo depthwise-separable net ({config.scheme})")
-    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
-    qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
-    print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
+    kind = "PROM" if config.scheme == "prom" else "uniform int8"
+    model = network.export(f"{kind} MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
+                           else f"{kind} demo depthwise-separable net")
+    labels = test_data[1].astype(np.int64)
+    int_acc, int_pred = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
+    qat_acc = evaluate(network, test_data[0], labels, "qat", config.backend)
+    float_pred = None
+    if args.init_from:  # the float twin's own predictions, for the paired test
+        float_pred = predict(load_float_twin(args.init_from, config), test_data[0], "float", config.backend)
+    twin_preds = [(name, evaluate_model(twin, *test_data, backend=config.backend)[1]) for name, twin in twins]
+    run = dict(command=user_command(argv), dataset=dataset, history=history, wall_time_s=round(wall, 1),
+               resumed_after_epoch=resumed_after, hardware=_hardware(),
+               float_phase_from=user_command([args.init_from])[len("promref train "):] if args.init_from else None)
+    card = model_card(model, asdict(config), run, labels, int_pred, float_pred, twin_preds)
+    print(f"float network top-1: {100 * card['float_top1']:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")
+    for test in card["paired_tests"]:
+        print(f"McNemar {test['a']} vs {test['b']}: {test['only_a']} vs {test['only_b']} discordant images, "
+              f"p = {test['p_value']:.3g}{' (differ)' if test['differ'] else ''}")
     if args.out:
-        card = dict(model=model.name, command=user_command(argv),
-                    config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
-                    float_top1=float_acc, integer_top1=int_acc,
-                    # a long run resumes across processes: the epochs' own training time is the total,
-                    # the wall time is this (last) process's, which started after `resumed_after_epoch`
-                    training_time_s=round(sum(h["seconds"] for h in history), 1),
-                    wall_time_s=round(wall, 1), resumed_after_epoch=resumed_after,
-                    hardware=_hardware(), history=history)
-        model.metadata.update(trained=True, float_top1=float_acc, integer_top1=int_acc, dataset=dataset)
+        model.metadata.update(trained=True, float_top1=card["float_top1"], integer_top1=int_acc, dataset=dataset)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save(model, args.out)
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:

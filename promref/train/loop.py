@@ -100,13 +100,18 @@ class Progress:
             self.bar = None
 
 
-def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
-    """Top-1 accuracy (fraction) of ``network`` in ``mode`` ('float' or 'qat', eval mode)."""
-    correct = 0
+def predict(network, images, mode, backend="numba", batch_size=500):
+    """Predicted classes int64 [N] of ``network`` in ``mode`` ('float' or 'qat', eval mode) on uint8 images."""
+    out = np.empty(len(images), np.int64)
     for start in range(0, len(images), batch_size):
         logits = network.forward(images[start:start + batch_size], mode=mode, training=False, backend=backend)
-        correct += int((logits.argmax(axis=1) == labels[start:start + batch_size]).sum())
-    return correct / len(images)
+        out[start:start + batch_size] = logits.argmax(axis=1)
+    return out
+
+
+def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
+    """Top-1 accuracy (fraction) of ``network`` in ``mode`` ('float' or 'qat', eval mode)."""
+    return int((predict(network, images, mode, backend, batch_size) == labels).sum()) / len(images)
 
 
 def recalibrate_batch_norm(network, images, config, progress):
@@ -273,6 +278,14 @@ def _load_float_phase(path, network, config):
                                   f"{wanted} float epochs of a finished float phase")
         _read_arrays(path, reader, network, with_optimizer=False)
     return meta["history"]
+
+
+def load_float_twin(path, config):
+    """The float network of the finished float phase in checkpoint ``path`` (checked as for a fork):
+    the twin a QAT fork of ``config`` started from."""
+    network = build_network(config)
+    _load_float_phase(path, network, config)
+    return network
 
 
 def checkpoint_epochs(checkpoint_dir):

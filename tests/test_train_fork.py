@@ -106,3 +106,16 @@ def test_float_only_run_resumes_whatever_its_qat_fields(tmp_path):
     # the checkpoint now records ``later``'s QAT fields; a run with a QAT phase compares all fields
     with pytest.raises(CheckpointError, match=r"another configuration.*\blr_qat\b"):
         train(replace(config, epochs_qat=1), TRAIN, TEST, checkpoint_dir=str(tmp_path), resume=True, progress=quiet())
+
+
+def test_cli_refuses_a_missing_start_or_no_qat_phase(tmp_path, float_run):
+    from promref.errors import TrainArgumentError
+    from promref.train.cli import main
+    with pytest.raises(TrainArgumentError, match="--init-from .*no such checkpoint"):
+        main(["--demo", "--init-from", str(tmp_path / "none.npz")])
+    with pytest.raises(TrainArgumentError, match="needs --epochs-qat of at least 1"):
+        main(["--demo", "--epochs-qat", "0", "--init-from", str(float_run)])
+    with pytest.raises(TrainArgumentError, match="--batch-stats-epochs-qat"):
+        main(["--demo", "--epochs-qat", "2", "--batch-stats-epochs-qat", "3"])
+    with pytest.raises(TrainArgumentError, match="--multipliers must be one of"):
+        main(["--demo", "--multipliers", "float32"])

@@ -225,7 +225,8 @@ def main(argv=None):
     twin_preds = [(name, evaluate_model(twin, *test_data, backend=config.backend)[1]) for name, twin in twins]
     run = dict(command=user_command(argv), dataset=dataset, history=history, wall_time_s=round(wall, 1),
                resumed_after_epoch=resumed_after, hardware=_hardware(),
-               float_phase_from=user_command([args.init_from])[len("promref train "):] if args.init_from else None)
+               float_phase_from=_portable_path(os.path.abspath(args.init_from), os.path.expanduser("~"),
+                                               os.getcwd()) if args.init_from else None)
     card = model_card(model, asdict(config), run, labels, int_pred, float_pred, twin_preds)
     print(f"float network top-1: {100 * card['float_top1']:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")

@@ -115,6 +115,8 @@ def test_cli_refuses_a_missing_start_or_no_qat_phase(tmp_path, float_run):
         main(["--demo", "--init-from", str(tmp_path / "none.npz")])
     with pytest.raises(TrainArgumentError, match="needs --epochs-qat of at least 1"):
         main(["--demo", "--epochs-qat", "0", "--init-from", str(float_run)])
+    with pytest.raises(TrainArgumentError, match="float-only run .* has none"):
+        main(["--demo", "--epochs-qat", "0", "--out", str(tmp_path / "m.npz")])
     with pytest.raises(TrainArgumentError, match="--batch-stats-epochs-qat"):
         main(["--demo", "--epochs-qat", "2", "--batch-stats-epochs-qat", "3"])
     with pytest.raises(TrainArgumentError, match="--multipliers must be one of"):

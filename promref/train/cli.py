@@ -193,6 +193,9 @@ def main(argv=None):
         setattr(config, k, v)
     check_config(config)
     check_paths(args)
+    if args.out and config.epochs_qat < 1:
+        raise TrainArgumentError("--out writes the integer model of the QAT phase: a float-only run "
+                                 "(--epochs-qat 0) has none; start its QAT phase with --init-from")
     if args.init_from is not None and config.epochs_qat < 1:
         raise TrainArgumentError("--init-from starts the QAT phase: it needs --epochs-qat of at least 1")
     *train_data, source = load_cifar10("train", root=args.data, return_source=True)
@@ -211,6 +214,10 @@ def main(argv=None):
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
                              progress=Progress(quiet=args.quiet), init_from=args.init_from)
     wall = time.time() - start
+    if config.epochs_qat == 0:  # no QAT phase: no integer model (its QAT phase is forked with --init-from)
+        print(f"float network top-1: {100 * history[-1]['test_acc']:.2f}% on {len(test_data[0])} test images "
+              f"of {source.name}")
+        return 0
     twins = [(os.path.basename(path), load(path)) for path in args.compare_with]  # read before the export's minutes
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
     kind = "PROM" if config.scheme == "prom" else "uniform int8"

@@ -324,3 +324,50 @@ def test_plots(cifar_prom, tmp_path):
     assert (tmp_path / "cs.png").stat().st_size > 0
     with pytest.raises(ValueError, match="no accuracy"):
         energy_accuracy_plot(rep, {"accuracy": {"fp8": 1.0}})
+
+
+def twin_card(scheme, integer, float_=(9310, 10_000), dataset="CIFAR-10 (JPEG copy)"):
+    """A synthetic training card (the fields `promref train --out` writes that the energy report reads)."""
+    from promref.stats import accuracy_interval
+
+    def record(correct, images):
+        ci = accuracy_interval(correct, images)
+        return dict(top1=correct / images, correct=correct, images=images, ci95=[ci.low, ci.high])
+    card = dict(scheme=scheme, dataset=dataset, test_images=10_000, float=record(*float_))
+    if integer is not None:
+        card["integer"] = record(integer, 10_000)
+    return card
+
+
+def test_twin_accuracies_from_the_three_cards(cifar_prom, tmp_path):
+    from promref.energy.report import format_twins, twin_accuracies
+    cards = [twin_card("float", None), twin_card("int8", 9301), twin_card("prom", 9288)]
+    acc = twin_accuracies(cards)
+    assert set(acc) == {"float32", "int8", "prom"}
+    assert (acc["float32"]["top1"], acc["int8"]["top1"], acc["prom"]["top1"]) == (0.931, 0.9301, 0.9288)
+    assert acc["prom"]["ci95"][0] < 0.9288 < acc["prom"]["ci95"][1]
+    strip = lambda a: {k: {f: v for f, v in r.items() if f != "card"} for k, r in a.items()}  # noqa: E731
+    assert strip(twin_accuracies(cards[1:])) == strip(acc)  # the twins' cards alone carry the float twin too
+    rep = report(cifar_prom)
+    table = format_twins(rep, acc)
+    assert "prom" in table and "92.88%" in table and f"{rep.energy_ratio('prom'):.1f}x" in table
+    with pytest.raises(ValueError, match="disagree on the float32 top-1"):
+        twin_accuracies([twin_card("int8", 9301), twin_card("prom", 9288, float_=(9311, 10_000))])
+    with pytest.raises(ValueError, match="dataset"):
+        twin_accuracies([twin_card("int8", 9301), twin_card("prom", 9288, dataset="CIFAR-10")])
+    with pytest.raises(ValueError, match="scheme"):
+        twin_accuracies([{"integer_top1": 0.9}])
+
+
+def test_energy_accuracy_plot_from_cards(cifar_prom, tmp_path):
+    pytest.importorskip("matplotlib")
+    from promref.energy.plot import energy_accuracy_plot
+    cards = [twin_card("int8", 9301), twin_card("prom", 9288)]
+    fig = energy_accuracy_plot(report(cifar_prom), cards)
+    from matplotlib.collections import LineCollection, PathCollection
+    ax = fig.axes[0]
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert sorted(float(c.get_offsets()[0][1]) for c in points) == pytest.approx([92.88, 93.01, 93.1])  # float32, int8, PROM
+    assert len(bars) == 3  # each with its 95 % interval
+    fig.savefig(tmp_path / "ea.png")

@@ -245,3 +245,41 @@ def test_backends_agree_on_exported_model(mbv2_prom, images):
     _, fast = model.forward(q, backend="numba", trace=True)
     for name in ref:
         np.testing.assert_array_equal(fast[name], ref[name], err_msg=name)
+
+
+@pytest.mark.parametrize("scheme", ["prom", "int8"])
+def test_tflite_multipliers_export_exactly_and_are_tflite_derivable(mbv2_prom, cifar_test, images, scheme, tmp_path):
+    """TrainConfig.multipliers "tflite": the QAT forward still equals the integer engine
+    exactly, and the exported model's multipliers are those TFLite derives from its float32
+    scales (its TFLite-derived twin changes no layer; the exporter's scale plan succeeds).
+    The default rule ("float64") is not derivable, so the check can fail."""
+    from promref.interop.tflite.scales import TfliteExportError, plan_scales, tflite_derived
+    from promref.interop.tflite import export_tflite
+    network = copy.deepcopy(mbv2_prom) if scheme == "prom" else calibrated_mobilenet(cifar_test, "int8")
+    for unit in network.units:
+        unit.multipliers = "float64"
+    with pytest.raises(TfliteExportError):
+        plan_scales(network.export("float64 rule", backend=BACKEND))
+    network.rounding = "double"
+    for unit in network.units:
+        unit.multipliers = "tflite"
+    model = assert_exact(network, images[:16], BACKEND, tmp_path)
+    assert sum(layer.op == "add" for layer in model.layers) > 0
+    plan_scales(model)
+    pytest.importorskip("tflite", reason="the optional 'tflite' schema package writes the file")
+    export_tflite(model, str(tmp_path / f"{scheme}.tflite"))  # not the derived twin: the model itself
+    twin, changed = tflite_derived(model)
+    assert changed == 0
+    for a, b in zip(model.layers, twin.layers):
+        for field in ("multiplier", "shift", "out_min", "out_max"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{a.name}.{field}")
+        assert a.out_scale == b.out_scale, a.name
+
+
+def test_multipliers_rule_is_a_config_field():
+    """build_network hands TrainConfig.multipliers to every unit; the round-3 default is TFLite's
+    rule with LiteRT's rounding (docs/training.md)."""
+    network = build_network(TrainConfig(width=0.25, multipliers="float64"))
+    assert {unit.multipliers for unit in network.units} == {"float64"}
+    default = build_network(TrainConfig(width=0.25))
+    assert {unit.multipliers for unit in default.units} == {"tflite"} and default.rounding == "double"

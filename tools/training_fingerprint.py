@@ -9,6 +9,11 @@ and the int8 logits of that model on the test images.
 
     python tools/training_fingerprint.py                     # print the fingerprint (JSON)
     python tools/training_fingerprint.py --against /work/main  # compare with another checkout
+    python tools/training_fingerprint.py --float-only --against /work/main  # the float phase alone
+
+``--float-only`` runs the float step alone (``epochs_qat`` 0, no export): what a
+float-only run's checkpoint holds, so a change to the QAT phase can be shown to
+leave the float phase alone.
 
 The promref imported is the checkout this script lives in (``--root`` to
 choose another).  With ``--against DIR`` the same script runs a second time on
@@ -33,15 +38,15 @@ def _digest(array):
     return hashlib.sha256(f"{array.dtype.str}{array.shape}".encode() + array.tobytes()).hexdigest()
 
 
-def fingerprint(backend="numba"):
-    """{name: sha256} of everything a 3 + 3 step run leaves behind."""
+def fingerprint(backend="numba", float_only=False):
+    """{name: sha256} of everything a 3 + 3 step run (3 float steps with ``float_only``) leaves behind."""
     from promref.train.loop import Progress, TrainConfig, train
 
     rng = np.random.default_rng(1234)
     images = rng.integers(0, 256, size=(24, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, size=24)
     test = (rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, size=8))
-    config = TrainConfig(width=0.25, epochs_float=1, epochs_qat=1, batch_size=8, warmup_epochs=1,
+    config = TrainConfig(width=0.25, epochs_float=1, epochs_qat=0 if float_only else 1, batch_size=8, warmup_epochs=1,
                          bn_recalibration_batches=2, seed=7, backend=backend)
     with tempfile.TemporaryDirectory() as tmp:
         network, history = train(config, (images, labels), test, checkpoint_dir=tmp,
@@ -52,6 +57,8 @@ def fingerprint(backend="numba"):
     timing = ("images_per_s", "seconds")
     out["history"] = json.dumps([{k: v for k, v in r.items() if k not in timing} for r in history], sort_keys=True)
     out["meta/epoch"] = meta["epoch"]
+    if float_only:
+        return out
     model = network.export("fingerprint")
     for layer in model.layers:
         for field in ("weights", "bias", "multiplier", "shift", "weight_scale"):
@@ -70,18 +77,20 @@ def main(argv=None):
     parser.add_argument("--against", metavar="DIR", help="another promref checkout to compare with")
     parser.add_argument("--root", default=ROOT, help="the promref checkout to import (default: this one)")
     parser.add_argument("--backend", default="numba", choices=("numba", "numpy"))
+    parser.add_argument("--float-only", action="store_true", help="fingerprint the float phase alone")
     args = parser.parse_args(argv)
     sys.path.insert(0, os.path.abspath(args.root))
     import promref
     if os.path.dirname(os.path.dirname(os.path.abspath(promref.__file__))) != os.path.abspath(args.root):
         parser.error(f"imported {promref.__file__}, not the checkout {args.root}")
     if not args.against:
-        json.dump(fingerprint(args.backend), sys.stdout, indent=1, sort_keys=True)
+        json.dump(fingerprint(args.backend, args.float_only), sys.stdout, indent=1, sort_keys=True)
         print()
         return 0
-    mine = fingerprint(args.backend)
+    mine = fingerprint(args.backend, args.float_only)
     theirs = json.loads(subprocess.run([sys.executable, os.path.abspath(__file__), "--backend", args.backend,
-                                        "--root", os.path.abspath(args.against)],
+                                        "--root", os.path.abspath(args.against)]
+                                       + (["--float-only"] if args.float_only else []),
                                        check=True, capture_output=True, text=True).stdout)
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     for key in differ:

@@ -10,7 +10,7 @@ so no GUI backend is needed) or on an ``ax`` you pass, and return the figure::
     energy_accuracy_plot(rep, model_card).savefig("energy_accuracy.png")
     cost_split_plot(rep).savefig("cost_split.png")
 """
-from .report import CONFIGS
+from .report import CONFIGS, twin_accuracies
 
 #: colours of the layer kinds in the cost split
 KIND_COLOURS = {"stem": "#8c564b", "expand": "#1f77b4", "depthwise": "#ff7f0e", "project": "#2ca02c",
@@ -37,7 +37,10 @@ def _axes(ax, size):
 def accuracies_from(model_card):
     """{config: accuracy} from a model card dict: either that mapping itself or
     a card with an ``"accuracy"`` mapping (config names as in CONFIGS; 'PROM'
-    is accepted for 'prom')."""
+    is accepted for 'prom'); or from a list of the twins' training cards
+    (:func:`~promref.energy.report.twin_accuracies`), in percent."""
+    if isinstance(model_card, (list, tuple)):
+        return {c: 100 * a["top1"] for c, a in twin_accuracies(model_card).items()}
     acc = model_card.get("accuracy", model_card) if isinstance(model_card, dict) else None
     if not isinstance(acc, dict):
         raise ValueError("model card must be a dict of {config: accuracy} or have an 'accuracy' dict")
@@ -51,16 +54,23 @@ def accuracies_from(model_card):
     return out
 
 
-def energy_accuracy_plot(report, model_card, configs=("float16", "int8", "prom"), ax=None, title=None):
+def energy_accuracy_plot(report, model_card, configs=CONFIGS, ax=None, title=None):
     """Energy per image (log scale) against accuracy, one point per configuration
-    that the model card has an accuracy for -> Figure."""
+    that the model card has an accuracy for -> Figure.  ``model_card``: see
+    :func:`accuracies_from`; with the twins' cards each point carries its 95 %
+    interval as an error bar."""
     acc = accuracies_from(model_card)
+    intervals = twin_accuracies(model_card) if isinstance(model_card, (list, tuple)) else {}
     fig, ax = _axes(ax, (5, 3.6))
     points = [(c, report.energy_pj(c) * 1e-6, acc[c]) for c in configs if c in acc]
     if not points:
         raise ValueError(f"model card has no accuracy for any of {configs}")
     for config, energy, accuracy in points:
         ax.scatter([energy], [accuracy], s=50, zorder=3, label=LABELS.get(config, config))
+        ci = intervals.get(config, {}).get("ci95", [])
+        if len(ci) == 2:
+            ax.errorbar([energy], [accuracy], yerr=[[accuracy - 100 * ci[0]], [100 * ci[1] - accuracy]],
+                        fmt="none", ecolor="0.4", capsize=3, zorder=2)
         ratio = report.energy_ratio(config)
         ax.annotate(f"{LABELS.get(config, config)}  ({ratio:.1f}x less than float16)" if config != "float16"
                     else "float16", (energy, accuracy), textcoords="offset points", xytext=(6, 4), fontsize=8)
@@ -70,7 +80,7 @@ def energy_accuracy_plot(report, model_card, configs=("float16", "int8", "prom")
     ax.set_xscale("log")
     ax.margins(x=0.25, y=0.15)
     ax.set_xlabel(f"arithmetic energy per image [uJ] ({report.table.name})")
-    ax.set_ylabel("top-1 accuracy")
+    ax.set_ylabel("top-1 accuracy [%]" if intervals else "top-1 accuracy")
     ax.set_title(title or f"energy vs accuracy ({report.accounting.name} accounting)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     return fig

@@ -294,6 +294,52 @@ def report(source, accounting=None, table=None, **overrides):
     return rep
 
 
+def twin_accuracies(cards):
+    """{config: {"top1", "ci95", "card"}} from the model cards of one float run's twins.
+
+    cards: card dicts as ``promref train --out`` writes them (``weights/mbv2_prom.json``,
+    ``weights/mbv2_int8.json``): each gives its scheme's integer top-1 ('prom' or 'int8'), and
+    its float twin's top-1 gives 'float32' (the float network is trained and evaluated in
+    float32).  A card of scheme 'float' gives 'float32' alone.  The cards must agree on the data
+    set, the test images and the float twin's figure (one float run), else ValueError.
+    """
+    out, seen = {}, {}
+    for i, card in enumerate(cards):
+        if not isinstance(card, dict) or card.get("scheme") not in ("prom", "int8", "float"):
+            raise ValueError(f"card {i}: not a model card with a 'scheme' of prom, int8 or float")
+        for key in ("dataset", "test_images"):
+            if seen.setdefault(key, card.get(key)) != card.get(key):
+                raise ValueError(f"card {i}: {key} {card.get(key)!r} differs from the other cards' {seen[key]!r}")
+        parts = [("float32", card.get("float"))]
+        if card["scheme"] != "float":
+            parts.append((card["scheme"], card.get("integer")))
+        for config, record in parts:
+            if not isinstance(record, dict) or not isinstance(record.get("top1"), (int, float)):
+                if config == "float32" and card["scheme"] != "float":
+                    continue  # a card without its float twin's figure
+                raise ValueError(f"card {i}: no {config} accuracy record (top1, ci95)")
+            entry = dict(top1=float(record["top1"]), ci95=list(record.get("ci95") or []), card=i)
+            if config in out and out[config]["top1"] != entry["top1"]:
+                raise ValueError(f"cards {out[config]['card']} and {i} disagree on the {config} top-1 "
+                                 f"({out[config]['top1']} vs {entry['top1']}): not twins of one float run")
+            out.setdefault(config, entry)
+    if not out:
+        raise ValueError("no model card given")
+    return out
+
+
+def format_twins(rep, accuracies):
+    """Energy per image, its reduction against float16 and the top-1 (95 % interval) of each twin."""
+    lines = [f"{'twin':<8} {'energy/image':>13} {'vs float16':>11}  top-1 (95 % Clopper-Pearson interval)"]
+    for config in CONFIGS:
+        if config in accuracies:
+            a = accuracies[config]
+            ci = f" ({100 * a['ci95'][0]:.2f}-{100 * a['ci95'][1]:.2f}%)" if len(a["ci95"]) == 2 else ""
+            lines.append(f"{config:<8} {_uj(rep.energy_pj(config)):>13} {rep.energy_ratio(config):>10.1f}x  "
+                         f"{100 * a['top1']:.2f}%{ci}")
+    return "\n".join(lines)
+
+
 def mobilenetv2_report(config="imagenet", width=1.0, scheme="prom", accounting=None, table=None, **overrides):
     """:func:`report` of the MobileNetV2 layout (no weights)."""
     return report(dict(config=config, width=width, scheme=scheme), accounting, table, **overrides)

@@ -24,7 +24,10 @@ from ..arith import ROUNDING_MODES
 from ..errors import TrainArgumentError
 from ..evaluate import evaluate_model
 from ..format import save
-from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, train
+from .units import MULTIPLIER_RULES
+from ..format import load
+from .card import model_card
+from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, load_float_twin, predict, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             nesterov=False, label_smoothing=0.0, warmup_epochs=1,
@@ -96,14 +99,21 @@ def build_parser():
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
     defaults = TrainConfig()
     for name in ("arch", "width", "scheme", "epochs_float", "epochs_qat", "batch_size", "lr", "lr_qat",
+                 "batch_stats_epochs_qat",
                  "nesterov", "label_smoothing", "weight_decay", "weight_decay_qat", "warmup_epochs",
-                 "bn_recalibration_batches", "train_subset", "seed", "rounding", "backend"):
+                 "bn_recalibration_batches", "train_subset", "seed", "rounding", "multipliers", "backend"):
         value = getattr(defaults, name)
         kind = dict(action=argparse.BooleanOptionalAction) if isinstance(value, bool) else dict(type=type(value))
         p.add_argument("--" + name.replace("_", "-"), default=None, help=f"(default {value})", **kind)
     p.add_argument("--out", help="write the exported integer model here (.npz) and its model card (.json)")
     p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
+    p.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start the QAT phase from the finished float phase in this checkpoint (a float-only "
+                        "run's last.npz with the same float-phase settings); --scheme and the QAT settings may differ")
+    p.add_argument("--compare-with", action="append", default=[], metavar="WEIGHTS",
+                   help="a trained twin (.npz, e.g. the int8 twin) to compare with on the same test images "
+                        "(McNemar's paired test in the model card); repeatable")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
     return p
@@ -121,7 +131,8 @@ def _number(name, value, lo, hi, integer=False, lo_open=False, hi_open=False):
 def check_config(config):
     """Refuse every out-of-range or unknown TrainConfig value (before any data is read or step taken)."""
     for name, choices in (("arch", ("mobilenetv2", "dsnet")), ("scheme", ("prom", "int8")),
-                          ("rounding", ROUNDING_MODES), ("backend", ("numba", "numpy"))):
+                          ("rounding", ROUNDING_MODES), ("multipliers", MULTIPLIER_RULES),
+                          ("backend", ("numba", "numpy"))):
         if getattr(config, name) not in choices:
             raise TrainArgumentError(f"--{name} must be one of {', '.join(choices)}, not {getattr(config, name)!r}")
     _number("width", config.width, 0, 4, lo_open=True)
@@ -137,6 +148,7 @@ def check_config(config):
     for name in ("weight_decay", "weight_decay_qat"):
         _number(name, getattr(config, name), 0, 1)
     _number("warmup_epochs", config.warmup_epochs, 0, max(config.epochs_float, 0), integer=True)
+    _number("batch_stats_epochs_qat", config.batch_stats_epochs_qat, 0, max(config.epochs_qat, 0), integer=True)
     _number("bn_recalibration_batches", config.bn_recalibration_batches, 1, 1_000_000, integer=True)
     _number("train_subset", config.train_subset, 0, 10_000_000, integer=True)
     _number("seed", config.seed, 0, 2**32 - 1, integer=True)
@@ -150,6 +162,11 @@ def check_paths(args):
     """--out and --checkpoint-dir must be usable now, not after hours of training."""
     if args.resume and not args.checkpoint_dir:
         raise TrainArgumentError("--resume needs --checkpoint-dir")
+    if args.init_from is not None and not os.path.isfile(args.init_from):
+        raise TrainArgumentError(f"--init-from {args.init_from}: no such checkpoint file")
+    for path in args.compare_with:
+        if not os.path.isfile(path):
+            raise TrainArgumentError(f"--compare-with {path}: no such weights file")
     if args.test_subset < 0:
         raise TrainArgumentError(f"--test-subset must be 0 (all) or positive, not {args.test_subset}")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -176,6 +193,11 @@ def main(argv=None):
         setattr(config, k, v)
     check_config(config)
     check_paths(args)
+    if args.out and config.epochs_qat < 1:
+        raise TrainArgumentError("--out writes the integer model of the QAT phase: a float-only run "
+                                 "(--epochs-qat 0) has none; start its QAT phase with --init-from")
+    if args.init_from is not None and config.epochs_qat < 1:
+        raise TrainArgumentError("--init-from starts the QAT phase: it needs --epochs-qat of at least 1")
     *train_data, source = load_cifar10("train", root=args.data, return_source=True)
     test_data = load_cifar10("test", root=args.data)
     images = min(config.train_subset or len(train_data[0]), len(train_data[0]))
@@ -190,26 +212,36 @@ def main(argv=None):
     resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
     start = time.time()
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
-                             progress=Progress(quiet=args.quiet))
+                             progress=Progress(quiet=args.quiet), init_from=args.init_from)
     wall = time.time() - start
-    float_acc = next((h["test_acc"] for h in reversed(history) if h["phase"] == "float"), None)
+    if config.epochs_qat == 0:  # no QAT phase: no integer model (its QAT phase is forked with --init-from)
+        print(f"float network top-1: {100 * history[-1]['test_acc']:.2f}% on {len(test_data[0])} test images "
+              f"of {source.name}")
+        return 0
+    twins = [(os.path.basename(path), load(path)) for path in args.compare_with]  # read before the export's minutes
     dataset = source.name  # "CIFAR-10 (JPEG copy)" for the project's shared copy
-    model = network.export(f"PROM MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
-                           else f"PROM demo depthwise-separable net ({config.scheme})")
-    int_acc, _ = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
-    qat_acc = evaluate(network, test_data[0], test_data[1].astype(np.int64), "qat", config.backend)
-    print(f"float network top-1: {100 * float_acc:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
+    kind = "PROM" if config.scheme == "prom" else "uniform int8"
+    model = network.export(f"{kind} MobileNetV2 CIFAR-10 width {config.width}" if config.arch == "mobilenetv2"
+                           else f"{kind} demo depthwise-separable net")
+    labels = test_data[1].astype(np.int64)
+    int_acc, int_pred = evaluate_model(model, *test_data, backend=config.backend, quiet=args.quiet)
+    qat_acc = evaluate(network, test_data[0], labels, "qat", config.backend)
+    float_pred = None
+    if args.init_from:  # the float twin's own predictions, for the paired test
+        float_pred = predict(load_float_twin(args.init_from, config), test_data[0], "float", config.backend)
+    twin_preds = [(name, evaluate_model(twin, *test_data, backend=config.backend)[1]) for name, twin in twins]
+    run = dict(command=user_command(argv), dataset=dataset, history=history, wall_time_s=round(wall, 1),
+               resumed_after_epoch=resumed_after, hardware=_hardware(),
+               float_phase_from=_portable_path(os.path.abspath(args.init_from), os.path.expanduser("~"),
+                                               os.getcwd()) if args.init_from else None)
+    card = model_card(model, asdict(config), run, labels, int_pred, float_pred, twin_preds)
+    print(f"float network top-1: {100 * card['float_top1']:.2f}%   integer engine top-1: {100 * int_acc:.2f}% "
           f"(QAT forward: {100 * qat_acc:.2f}%) on {len(test_data[0])} test images of {dataset}")
+    for test in card["paired_tests"]:
+        print(f"McNemar {test['a']} vs {test['b']}: {test['only_a']} vs {test['only_b']} discordant images, "
+              f"p = {test['p_value']:.3g}{' (differ)' if test['differ'] else ''}")
     if args.out:
-        card = dict(model=model.name, command=user_command(argv),
-                    config=asdict(config), dataset=dataset, test_images=len(test_data[0]),
-                    float_top1=float_acc, integer_top1=int_acc,
-                    # a long run resumes across processes: the epochs' own training time is the total,
-                    # the wall time is this (last) process's, which started after `resumed_after_epoch`
-                    training_time_s=round(sum(h["seconds"] for h in history), 1),
-                    wall_time_s=round(wall, 1), resumed_after_epoch=resumed_after,
-                    hardware=_hardware(), history=history)
-        model.metadata.update(trained=True, float_top1=float_acc, integer_top1=int_acc, dataset=dataset)
+        model.metadata.update(trained=True, float_top1=card["float_top1"], integer_top1=int_acc, dataset=dataset)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save(model, args.out)
         with open(os.path.splitext(args.out)[0] + ".json", "w") as f:

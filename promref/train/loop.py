@@ -37,6 +37,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     lr_qat: float = 0.001             # 0.01 collapses MobileNetV2 QAT (frozen BN): docs/training.md
+    batch_stats_epochs_qat: int = 0    # QAT epochs folding batch statistics before BN is frozen: docs/training.md
     momentum: float = 0.9
     nesterov: bool = True
     label_smoothing: float = 0.1
@@ -46,7 +47,8 @@ class TrainConfig:
     bn_recalibration_batches: int = 100
     train_subset: int = 0              # 0: all training images
     seed: int = 0
-    rounding: str = "single"
+    rounding: str = "double"           # LiteRT's; with multipliers "tflite" the model exports to TFLite exactly
+    multipliers: str = "tflite"        # or "float64" (the round-1/2 rule): units.MULTIPLIER_RULES, docs/training.md
     backend: str = "numba"
     dsnet_channels: tuple = field(default=(32, 64, 128))
 
@@ -58,7 +60,8 @@ class TrainConfig:
 
 def build_network(config):
     arch = dict(name=config.arch, config="cifar", width=config.width)
-    return Network(config.layout(), scheme=config.scheme, seed=config.seed, rounding=config.rounding, arch=arch)
+    return Network(config.layout(), scheme=config.scheme, seed=config.seed, rounding=config.rounding, arch=arch,
+                   multipliers=config.multipliers)
 
 
 class Progress:
@@ -97,13 +100,18 @@ class Progress:
             self.bar = None
 
 
-def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
-    """Top-1 accuracy (fraction) of ``network`` in ``mode`` ('float' or 'qat', eval mode)."""
-    correct = 0
+def predict(network, images, mode, backend="numba", batch_size=500):
+    """Predicted classes int64 [N] of ``network`` in ``mode`` ('float' or 'qat', eval mode) on uint8 images."""
+    out = np.empty(len(images), np.int64)
     for start in range(0, len(images), batch_size):
         logits = network.forward(images[start:start + batch_size], mode=mode, training=False, backend=backend)
-        correct += int((logits.argmax(axis=1) == labels[start:start + batch_size]).sum())
-    return correct / len(images)
+        out[start:start + batch_size] = logits.argmax(axis=1)
+    return out
+
+
+def evaluate(network, images, labels, mode, backend="numba", batch_size=500):
+    """Top-1 accuracy (fraction) of ``network`` in ``mode`` ('float' or 'qat', eval mode)."""
+    return int((predict(network, images, mode, backend, batch_size) == labels).sum()) / len(images)
 
 
 def recalibrate_batch_norm(network, images, config, progress):
@@ -188,36 +196,96 @@ def _check_arrays(where, arrays, wanted):
             raise CheckpointError(f"{where}: {key!r} holds NaN or infinite values")
 
 
+#: the TrainConfig fields that shape the float phase: a QAT fork (``init_from``) must match them, and
+#: a float-only run (``epochs_qat`` 0) resumes whenever they match (the QAT fields cannot matter to it)
+FLOAT_PHASE_FIELDS = ("arch", "width", "dsnet_channels", "epochs_float", "batch_size", "lr", "momentum", "nesterov",
+                      "label_smoothing", "weight_decay", "warmup_epochs", "train_subset", "seed")
+
+
+def _refuse_differences(path, meta, config, names, what):
+    if names:
+        shown = ", ".join(f"{n} (checkpoint {bounded_repr(meta['config'].get(n))}, now "
+                          f"{bounded_repr(getattr(config, n, None))})" for n in names[:8])
+        raise CheckpointError(f"{path}: {what}; differing field(s): {shown}")
+
+
+def _resume_differences(stored, config):
+    """The fields that forbid resuming: all differing ones, but only the float phase's (and
+    ``epochs_qat``) when both the checkpoint's run and this one are float-only."""
+    diff = config_differences(stored, config)
+    if stored.get("epochs_qat") == 0 and config.epochs_qat == 0:
+        diff = [n for n in diff if n in FLOAT_PHASE_FIELDS or n not in TrainConfig.__dataclass_fields__]
+    return diff
+
+
+def _read_arrays(path, reader, network, with_optimizer):
+    """Every network (and, ``with_optimizer``, optimizer) array of the checkpoint, completely checked."""
+    net_want = network.state_dict()
+    opt_want = {f"velocity/{key}": p for key, p, _ in network.parameters()}
+    keys = set(reader.names) - {"meta"}
+    wanted = {f"net/{k}" for k in net_want} | {f"opt/{k}" for k in opt_want}
+    if keys - wanted:  # refused before any of them is inflated
+        raise CheckpointError(f"{path}: unexpected member(s) {sorted(keys - wanted)[:5]}")
+    if not with_optimizer:  # a fork starts the QAT phase with a fresh optimizer: its velocity is not read
+        keys = {k for k in keys if k.startswith("net/")}
+    arrays = {k: reader.read(k) for k in sorted(keys)}
+    _check_arrays(f"{path} (network)", {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}, net_want)
+    if with_optimizer:
+        _check_arrays(f"{path} (optimizer)", {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}, opt_want)
+    network.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
+    return {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+
+
 def _load_checkpoint(path, network, config):
     """Read and completely check ``path`` before anything of it is used; load it into ``network``.
 
     Checked: the bounded zip (promref.npzread), the meta record, the epoch
     against this run's epochs, the stored config against ``config`` (every
-    differing field is refused by name), every network and optimizer array's
-    name, shape, dtype and finiteness.  Returns (meta, optimizer state).
+    differing field is refused by name; :func:`_resume_differences`), every network
+    and optimizer array's name, shape, dtype and finiteness.  Returns (meta, optimizer state).
     """
     with _open_checkpoint(path) as reader:
         meta = _checkpoint_meta(reader)
-        diff = config_differences(meta["config"], config)
-        if diff:
-            shown = ", ".join(f"{n} (checkpoint {bounded_repr(meta['config'].get(n))}, now "
-                              f"{bounded_repr(getattr(config, n, None))})" for n in diff[:8])
-            raise CheckpointError(f"{path}: written by another configuration; differing field(s): {shown}")
+        _refuse_differences(path, meta, config, _resume_differences(meta["config"], config),
+                            "written by another configuration")
         total = config.epochs_float + config.epochs_qat
         if not 0 <= meta["epoch"] < total or len(meta["history"]) != meta["epoch"] + 1:
             raise CheckpointError(f"{path}: epoch {bounded_repr(meta['epoch'])} with {len(meta['history'])} "
                                   f"history records does not fit a run of {total} epochs")
-        net_want = network.state_dict()
-        opt_want = {f"velocity/{key}": p for key, p, _ in network.parameters()}
-        keys = set(reader.names) - {"meta"}
-        wanted = {f"net/{k}" for k in net_want} | {f"opt/{k}" for k in opt_want}
-        if keys - wanted:  # refused before any of them is inflated
-            raise CheckpointError(f"{path}: unexpected member(s) {sorted(keys - wanted)[:5]}")
-        arrays = {k: reader.read(k) for k in sorted(keys)}
-    _check_arrays(f"{path} (network)", {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}, net_want)
-    _check_arrays(f"{path} (optimizer)", {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}, opt_want)
-    network.load_state_dict({k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
-    return meta, {k[4:]: v for k, v in arrays.items() if k.startswith("opt/")}
+        velocity = _read_arrays(path, reader, network, with_optimizer=True)
+    return meta, velocity
+
+
+def _load_float_phase(path, network, config):
+    """Load the float phase's final network from a (float-only or longer) run's checkpoint ``path``
+    into ``network``, to start this run's QAT phase from it -> the float phase's history.
+
+    Refused by name: a float-phase field (:data:`FLOAT_PHASE_FIELDS`) that differs from
+    ``config`` (the QAT fields, ``scheme`` among them, may differ: the float phase does not
+    depend on them), and a checkpoint whose float phase is unfinished or already past.
+    """
+    with _open_checkpoint(path) as reader:
+        meta = _checkpoint_meta(reader)
+        diff = [n for n in config_differences(meta["config"], config) if n in FLOAT_PHASE_FIELDS]
+        _refuse_differences(path, meta, config, diff, "its float phase was trained with another configuration")
+        done, wanted = meta["epoch"] + 1, config.epochs_float
+        phases = [h.get("phase") if isinstance(h, dict) else None for h in meta["history"]]
+        if done < wanted:
+            raise CheckpointError(f"{path}: the float phase is unfinished: {done} of {wanted} float epochs "
+                                  "(resume that run first)")
+        if done > wanted or phases != ["float"] * wanted:
+            raise CheckpointError(f"{path}: holds {done} epochs ({phases.count('qat')} QAT), not exactly the "
+                                  f"{wanted} float epochs of a finished float phase")
+        _read_arrays(path, reader, network, with_optimizer=False)
+    return meta["history"]
+
+
+def load_float_twin(path, config):
+    """The float network of the finished float phase in checkpoint ``path`` (checked as for a fork):
+    the twin a QAT fork of ``config`` started from."""
+    network = build_network(config)
+    _load_float_phase(path, network, config)
+    return network
 
 
 def checkpoint_epochs(checkpoint_dir):
@@ -229,12 +297,16 @@ def checkpoint_epochs(checkpoint_dir):
         return _checkpoint_meta(reader)["epoch"] + 1
 
 
-def train(config, train_data, test_data, checkpoint_dir=None, resume=False, progress=None):
+def train(config, train_data, test_data, checkpoint_dir=None, resume=False, progress=None, init_from=None):
     """Train a network -> (network, history).  ``*_data`` are (uint8 images NHWC, int labels).
 
     history: per epoch phase, loss, train accuracy, test accuracy, images/s.
     Checkpoints (``checkpoint_dir/last.npz``, after every epoch) hold the
     network, the optimizer and the history; ``resume`` continues from there.
+    ``init_from``: a checkpoint holding exactly the finished float phase of a run
+    with the same float-phase fields (:func:`_load_float_phase`): this run skips its
+    float phase and starts QAT from there, bit for bit as if it had trained it (used
+    only when there is no checkpoint of this run to resume).
     """
     progress = progress or Progress()
     images, labels = train_data
@@ -252,6 +324,10 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
         meta, velocity = _load_checkpoint(ckpt, network, config)
         history, start_epoch = meta["history"], meta["epoch"] + 1
         progress.update(f"resumed from {ckpt} after epoch {start_epoch}", force=True)
+    elif init_from:
+        history = _load_float_phase(init_from, network, config)
+        start_epoch = config.epochs_float
+        progress.update(f"float phase ({start_epoch} epochs) from {init_from}; QAT starts", force=True)
 
     optimizer = None
     for epoch in range(start_epoch, total_epochs):
@@ -268,6 +344,7 @@ def train(config, train_data, test_data, checkpoint_dir=None, resume=False, prog
             if velocity is not None:
                 optimizer.load_state_dict(velocity)
                 velocity = None
+        network.use_batch_statistics(mode == "qat" and phase_epoch < config.batch_stats_epochs_qat)
         base_lr = config.lr if mode == "float" else config.lr_qat
         warmup = config.warmup_epochs * steps_per_epoch if mode == "float" else 0
         rng = np.random.default_rng([config.seed, epoch])

@@ -49,7 +49,7 @@ class Network:
     """Units built from a layout; ``scheme`` ('prom' or 'int8') picks the ternary kinds."""
 
     def __init__(self, layout, scheme="prom", seed=0, labels=CIFAR10_LABELS, rounding=arith.DEFAULT_ROUNDING,
-                 arch=None):
+                 arch=None, multipliers="float64"):
         rng = np.random.default_rng(seed)
         ternary = SCHEMES[scheme]
         self.layout, self.scheme, self.labels, self.rounding = layout, scheme, tuple(labels), rounding
@@ -65,6 +65,8 @@ class Network:
                 self.units.append(PoolUnit(shape))
             else:
                 self.units.append(LinearUnit(shape, rng))
+        for unit in self.units:
+            unit.multipliers = multipliers  # units.MULTIPLIER_RULES
 
     # -- running ---------------------------------------------------------------
 
@@ -108,6 +110,12 @@ class Network:
                 if name == "input":
                     continue
                 grads[name] = grads[name] + dx if name in grads else dx
+
+    def use_batch_statistics(self, on):
+        """QAT training steps fold each batch's statistics (``on``) or the running ones (ConvUnit.forward_qat)."""
+        for unit in self.units:
+            if isinstance(unit, ConvUnit):
+                unit.qat_batch_stats = bool(on)
 
     def zero_grad(self):
         for unit in self.units:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import arith
+from ..interop.tflite.prepare import add_parameters, conv_multipliers
 from ..model import Layer
 from ..validate import bias_limit
 from . import functional as F
@@ -30,6 +31,35 @@ from .quantizers import RELU6_SCALE, RELU6_ZERO_POINT, RangeObserver, quantize_w
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
+
+#: how a unit derives its integer multipliers from its scales (TrainConfig.multipliers):
+#: "float64": ``arith.quantize_multiplier`` of the float64 scale ratio (the round-1/2 models);
+#: "tflite": every scale rounded to float32 first, then TFLite's Prepare rule
+#: (``interop/tflite/prepare.py``: ``conv_multipliers``, ``add_parameters``), so that a
+#: ``.tflite`` file's float32 scales make TFLite derive exactly the model's integers
+MULTIPLIER_RULES = ("float64", "tflite")
+
+
+def conv_rescale(in_scale, weight_scale, out_scale, rule):
+    """-> (out_scale as stored, accumulator scale float64 [Cout], multiplier int32 [Cout], shift int32 [Cout])
+    of a conv / FC layer: one accumulator unit is ``in_scale * weight_scale`` real."""
+    if rule == "tflite":
+        s_in, s_out = float(np.float32(in_scale)), float(np.float32(out_scale))
+        multiplier, shift = conv_multipliers(s_in, weight_scale, s_out)
+        return s_out, np.float64(s_in) * np.asarray(weight_scale, np.float32).astype(np.float64), multiplier, shift
+    acc_scale = np.float64(in_scale) * weight_scale.astype(np.float64)  # real value of one accumulator unit
+    multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+    return float(out_scale), acc_scale, multiplier, shift
+
+
+def add_rescale(scale_a, scale_b, out_scale, rule):
+    """-> (out_scale as stored, multiplier int32 [3], shift int32 [3]) of a residual add."""
+    if rule == "tflite":
+        s_out = float(np.float32(out_scale))
+        _, multiplier, shift = add_parameters(scale_a, scale_b, s_out, arith.ADD_LEFT_SHIFT)
+        return s_out, multiplier, shift
+    multiplier, shift = arith.add_multipliers(scale_a, scale_b, out_scale)
+    return float(out_scale), multiplier, shift
 
 
 class QTensor(NamedTuple):
@@ -54,6 +84,7 @@ class Unit:
         self.name, self.kind, self.op, self.inputs = name, kind, op, tuple(inputs)
         self.params, self.grads, self.buffers = {}, {}, {}
         self.layer = None  # the integer Layer record built by the last QAT forward
+        self.multipliers = "float64"  # MULTIPLIER_RULES; set by the Network
 
     def zero_grad(self):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
@@ -78,6 +109,7 @@ class ConvUnit(Unit):
         self.buffers = dict(mean=np.zeros(cout, np.float32), var=np.ones(cout, np.float32))
         self.observer = RangeObserver()
         self.bn_momentum = BN_MOMENTUM
+        self.qat_batch_stats = False  # QAT training steps fold batch statistics (forward_qat)
 
     # -- the linear map, float32 ------------------------------------------
 
@@ -105,6 +137,15 @@ class ConvUnit(Unit):
 
     # -- float mode ----------------------------------------------------------
 
+    def _batch_statistics(self, z2):
+        """Batch mean and biased variance (float64 [C]) of z2 [P, C]; the running estimates
+        follow them (momentum ``bn_momentum``, unbiased variance, as PyTorch's BatchNorm)."""
+        mean, var = F.channel_mean_var(z2)
+        n = z2.shape[0]
+        self.buffers["mean"] += self.bn_momentum * (mean.astype(np.float32) - self.buffers["mean"])
+        self.buffers["var"] += self.bn_momentum * ((var * n / max(n - 1, 1)).astype(np.float32) - self.buffers["var"])
+        return mean, var
+
     def forward_float(self, x, training, quantized_weights=False):
         """Float forward.  ``quantized_weights`` uses the dequantized ternary/int8
         weights (before batch-norm folding): used to re-estimate batch-norm
@@ -113,10 +154,7 @@ class ConvUnit(Unit):
         z = self._conv(x, w)
         z2 = z.reshape(-1, self.cout)
         if training:
-            mean, var = F.channel_mean_var(z2)
-            n = z2.shape[0]
-            self.buffers["mean"] += self.bn_momentum * (mean.astype(np.float32) - self.buffers["mean"])
-            self.buffers["var"] += self.bn_momentum * ((var * n / max(n - 1, 1)).astype(np.float32) - self.buffers["var"])
+            mean, var = self._batch_statistics(z2)
         else:
             mean, var = self.buffers["mean"], self.buffers["var"]
         inv_std = (1.0 / np.sqrt(var + BN_EPS)).astype(np.float32)
@@ -140,12 +178,14 @@ class ConvUnit(Unit):
 
     # -- QAT mode ------------------------------------------------------------
 
-    def fold_batch_norm(self):
-        """Batch norm folded into the weights: w_fold = w * k, b_fold = beta - mean * k."""
-        k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
+    def fold_batch_norm(self, stats=None):
+        """Batch norm folded into the weights: w_fold = w * k, b_fold = beta - mean * k,
+        k = gamma / sqrt(var + eps); (mean, var) float32 [C] are ``stats``, else the running ones."""
+        mean, var = stats if stats is not None else (self.buffers["mean"], self.buffers["var"])
+        k = self.params["gamma"] / np.sqrt(var + BN_EPS)
         w = self.params["w"]
         w_fold = w * k if self.op == "depthwise_conv2d" else w * k.reshape((-1,) + (1,) * (w.ndim - 1))
-        return w_fold.astype(np.float32), (self.params["beta"] - self.buffers["mean"] * k).astype(np.float32), k
+        return w_fold.astype(np.float32), (self.params["beta"] - mean * k).astype(np.float32), k
 
     def _dequantize(self, codes, scale):
         """Integer codes times their per-output-channel scale, float32."""
@@ -178,13 +218,12 @@ class ConvUnit(Unit):
         """The integer Layer this unit stands for, given its input's quantization."""
         return self._layer_and_folded_bias(in_scale, in_zero_point)[0]
 
-    def _layer_and_folded_bias(self, in_scale, in_zero_point):
-        """-> (the integer Layer, the float folded bias b_fold [Cout])."""
-        w_fold, b_fold, _ = self.fold_batch_norm()
+    def _layer_and_folded_bias(self, in_scale, in_zero_point, stats=None):
+        """-> (the integer Layer, the float folded bias b_fold [Cout]); ``stats``: fold_batch_norm's."""
+        w_fold, b_fold, _ = self.fold_batch_norm(stats)
         w_int, w_scale = self._quantized_weights(w_fold)
         out_scale, out_zp, lo, hi = self.out_qparams()
-        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)  # real value of one accumulator unit
-        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        out_scale, acc_scale, multiplier, shift = conv_rescale(in_scale, w_scale, out_scale, self.multipliers)
         bound = bias_limit(self.op, w_int, in_zero_point, shift)
         bias = np.clip(np.rint(b_fold / acc_scale), -bound, bound).astype(np.int32)
         op = "pointwise_ternary" if self.ternary else self.op
@@ -198,22 +237,47 @@ class ConvUnit(Unit):
         return layer, b_fold
 
     def forward_qat(self, x, training, ops, rounding):
-        layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
+        """QAT forward: the integer Layer of the folded, quantized weights, run by the engine's kernel.
+
+        With ``qat_batch_stats`` (set by the loop for the first ``batch_stats_epochs_qat`` QAT
+        epochs) a training step folds *this batch's* statistics instead of the running ones:
+        they are those of ``z = conv(x_real, Q(w))`` (quantizing then scaling by k equals
+        folding then quantizing, so they are the statistics the fold renormalises), and the
+        running estimates follow them.  Eval mode, and so export, always folds the running ones.
+        """
+        batch = None
+        if training and self.qat_batch_stats:
+            x_real = x.real()
+            w_q = self._dequantized(self.params["w"])
+            z2 = self._conv(x_real, w_q).reshape(-1, self.cout)
+            mean, var = self._batch_statistics(z2)
+            mean, var = mean.astype(np.float32), var.astype(np.float32)
+            batch = (w_q, z2, mean, (1.0 / np.sqrt(var + BN_EPS)).astype(np.float32))
+            layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point, (mean, var))
+        else:
+            layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
         q = ops[layer.op](x.q, layer, x.zero_point, rounding)
         self.layer = layer
-        if training:
+        if training and batch is not None:
+            if not self.relu6:  # the real pre-activation (z - mean) * k + beta
+                w_q, z2, mean, inv_std = batch
+                self.observer.update((z2 - mean) * (self.params["gamma"] * inv_std) + self.params["beta"])
+            self._saved = (x_real, None, q, batch)
+        elif training:
             x_real = x.real()
             w_real = self.layer_real_weights(layer)
             if not self.relu6:  # track the unclamped real output range
                 self.observer.update(self._conv(x_real, w_real) + b_fold)
-            self._saved = (x_real, w_real, q)
+            self._saved = (x_real, w_real, q, None)
         return QTensor(q, layer.out_scale, layer.out_zero_point)
 
     def backward_qat(self, dy, need_dx):
-        x_real, w_real, q = self._saved
+        x_real, w_real, q, batch = self._saved
         layer = self.layer
         # straight-through: d(acc_real) = dy where the output was not clamped
         dz = F.straight_through(dy, q, layer.out_min, layer.out_max)
+        if batch is not None:
+            return self._backward_batch_stats(x_real, dz, batch, need_dx)
         dx, dw_fold = self._conv_backward(x_real, w_real, dz, need_dx)
         db_fold = dz.reshape(-1, self.cout).sum(axis=0)
         k = self.params["gamma"] / np.sqrt(self.buffers["var"] + BN_EPS)
@@ -228,6 +292,19 @@ class ConvUnit(Unit):
             wsum = (dw_fold * w).reshape(self.cout, -1).sum(axis=1)
         self.grads["gamma"] += (wsum * inv_std - db_fold * self.buffers["mean"] * inv_std).astype(np.float32)
         self.grads["beta"] += db_fold.astype(np.float32)
+        return dx
+
+    def _backward_batch_stats(self, x_real, dz, batch, need_dx):
+        """Backward of u = (z - mean_B) * gamma * inv_std_B + beta, z = conv(x_real, Q(w)), with the
+        batch statistics depending on z (the usual batch-norm backward, F.bn_act_backward) and the
+        straight-through estimator for Q (dL/dw = dL/dQ(w)); dz = dL/du [N, Ho, Wo, Cout]."""
+        w_q, z2, mean, inv_std = batch
+        dz2, dgamma, dbeta = F.bn_act_backward(dz.reshape(z2.shape), z2, z2, mean, inv_std,
+                                               self.params["gamma"], False, True)
+        dx, dw = self._conv_backward(x_real, w_q, dz2.reshape(dz.shape), need_dx)
+        self.grads["w"] += dw
+        self.grads["gamma"] += dgamma
+        self.grads["beta"] += dbeta
         return dx
 
 
@@ -251,7 +328,7 @@ class AddUnit(Unit):
     def to_layer(self, sa, sb):
         """Layer for inputs with scales ``sa`` and ``sb`` (zero points do not enter the parameters)."""
         out_scale, out_zp = self.observer.qparams()
-        multiplier, shift = arith.add_multipliers(sa, sb, out_scale)
+        out_scale, multiplier, shift = add_rescale(sa, sb, out_scale, self.multipliers)
         return Layer(name=self.name, kind="add", op="add", inputs=self.inputs, in_channels=self.channels,
                      out_channels=self.channels, out_zero_point=out_zp, out_scale=float(out_scale),
                      multiplier=multiplier, shift=shift, left_shift=arith.ADD_LEFT_SHIFT)
@@ -325,8 +402,7 @@ class LinearUnit(Unit):
     def to_layer(self, in_scale, in_zero_point):
         w_int, w_scale = arith.quantize_int8_symmetric(self.params["w"], axis=0)
         out_scale, out_zp = self.observer.qparams()
-        acc_scale = np.float64(in_scale) * w_scale.astype(np.float64)
-        multiplier, shift = arith.quantize_multipliers(acc_scale / out_scale)
+        out_scale, acc_scale, multiplier, shift = conv_rescale(in_scale, w_scale, out_scale, self.multipliers)
         bound = bias_limit("fully_connected", w_int, in_zero_point, shift)
         bias = np.clip(np.rint(self.params["b"] / acc_scale), -bound, bound).astype(np.int32)
         return Layer(name=self.name, kind="classifier", op="fully_connected", inputs=self.inputs,

@@ -257,20 +257,18 @@ def build_parser():
 
     from .conformance.cli import register as register_conformance
     from .energy.cli import register as register_energy
+    from .train.cli import register as register_train
     register_energy(sub)
     register_conformance(sub)
-    sub.add_parser("train", help="QAT training on CIFAR-10 (promref train --help)", add_help=False)
+    register_train(sub)
     return parser
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["train"]:  # parses its own options (until train/cli.py registers into this tree)
-        from .train.cli import main as train_main
-        runner = lambda: train_main(argv[1:])  # noqa: E731
-    else:
-        args = build_parser().parse_args(argv)
-        runner = lambda: args.func(args)  # noqa: E731
+    args = build_parser().parse_args(argv)
+    args.command_words = argv  # what was typed, for the records that keep it (the training card's command)
+    runner = lambda: args.func(args)  # noqa: E731
     try:
         return runner()
     except PromrefError as e:

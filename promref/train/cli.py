@@ -92,8 +92,26 @@ def _quote(word):
     return shlex.quote(word)
 
 
+def register(subparsers):
+    """Add ``train`` to the subcommands of ``promref`` (one argparse tree for the whole CLI).
+
+    The model card records the command as typed: the top-level CLI passes its words as
+    ``args.command_words`` (``["train", ...]``)."""
+    p = subparsers.add_parser("train", help="QAT training on CIFAR-10 (docs/training.md)",
+                              description=__doc__.splitlines()[0])
+    add_arguments(p)
+    p.set_defaults(func=lambda args: run(args, args.command_words[1:]))
+
+
 def build_parser():
+    """The stand-alone parser of :func:`main` (the same arguments as ``promref train``)."""
     p = argparse.ArgumentParser(prog="promref train", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p):
+    """The arguments of ``promref train`` on parser ``p``."""
     p.add_argument("--demo", action="store_true",
                    help=f"small depthwise-separable net on a {DEMO['train_subset']:,}-image subset of the training set")
     p.add_argument("--data", help="CIFAR-10 root (else $PROMREF_CIFAR10 or ~/.cache/promref/cifar10)")
@@ -116,7 +134,6 @@ def build_parser():
                         "(McNemar's paired test in the model card); repeatable")
     p.add_argument("--test-subset", type=int, default=0, help="evaluate on the first N test images (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (the log lines stay)")
-    return p
 
 
 def _number(name, value, lo, hi, integer=False, lo_open=False, hi_open=False):
@@ -184,8 +201,13 @@ def check_paths(args):
 
 
 def main(argv=None):
+    """``promref train`` on its own: argv are the words after ``train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv), argv)
+
+
+def run(args, argv):
+    """Train as ``args`` say; ``argv`` (the words after ``train``) goes into the model card."""
     from ..data.cifar10 import load_cifar10
     config = TrainConfig(**DEMO) if args.demo else TrainConfig()
     overrides = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__ and v is not None}

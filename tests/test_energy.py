@@ -371,3 +371,24 @@ def test_energy_accuracy_plot_from_cards(cifar_prom, tmp_path):
     assert sorted(float(c.get_offsets()[0][1]) for c in points) == pytest.approx([92.88, 93.01, 93.1])  # float32, int8, PROM
     assert len(bars) == 3  # each with its 95 % interval
     fig.savefig(tmp_path / "ea.png")
+
+
+def test_energy_cli_reads_the_twins_cards(cifar_prom, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from promref.cli import main as promref_main
+    from promref.format import save
+    weights = tmp_path / "prom.npz"
+    save(cifar_prom, weights)
+    paths = []
+    for card in (twin_card("int8", 9301), twin_card("prom", 9288)):
+        paths.append(tmp_path / f"{card['scheme']}.json")
+        paths[-1].write_text(json.dumps(card))
+    plot = tmp_path / "ea.png"
+    assert promref_main(["energy", str(weights), "--cards", *map(str, paths), "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "92.88%" in out and "93.01%" in out and "93.10%" in out and plot.stat().st_size > 0
+    assert promref_main(["energy", str(weights), "--plot", str(plot)]) == 1        # a plot of no cards
+    assert "give their model cards" in capsys.readouterr().err
+    paths[0].write_text("{not json")
+    assert promref_main(["energy", str(weights), "--cards", *map(str, paths)]) == 1  # a clear error, no traceback
+    assert "promref energy: error" in capsys.readouterr().err

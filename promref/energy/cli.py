@@ -7,10 +7,12 @@ import argparse
 import json
 import sys
 
+from .. import limits
 from ..errors import PromrefError
+from ..fileio import loads_json, output_file, read_regular
 from ..architectures import CONFIGS as MODEL_CONFIGS, SCHEMES
 from .accounting import PRESETS, Accounting, accounting as make_accounting
-from .report import format_grid, format_report, option_grid, paper_comparison, report
+from .report import format_grid, format_report, format_twins, option_grid, paper_comparison, report, twin_accuracies
 from .tables import energy_table
 
 
@@ -59,6 +61,10 @@ def add_arguments(p):
                    help="instead of the report, print PROM's reductions against float16 for every "
                         "combination of these option values (repeatable)")
     p.add_argument("--json", action="store_true", help="print the report as JSON data instead of tables")
+    p.add_argument("--cards", nargs="+", default=[], metavar="CARD.json",
+                   help="the twins' model cards (PROM and int8 of one float run, as promref train --out writes "
+                        "them): add each twin's energy and top-1 with its 95%% interval")
+    p.add_argument("--plot", metavar="OUT.png", help="with --cards: write the energy-vs-accuracy plot here")
     p.add_argument("--list-accountings", action="store_true", help="list the accounting presets and exit")
 
 
@@ -119,6 +125,8 @@ def run(args):
                                  + format_grid(rows) + "\n")
             return 0
         rep = report(source, acct, table)
+        if args.cards or args.plot:
+            return _twins(rep, args)
         if args.json:
             data = rep.to_dict()
             if args.paper or _is_paper_arch(rep):
@@ -131,6 +139,21 @@ def run(args):
     except (PromrefError, ValueError) as e:
         sys.stderr.write(f"promref energy: error: {e}\n")
         return 1
+    return 0
+
+
+def _twins(rep, args):
+    """The twins' energy and accuracy from their cards (and the plot, with --plot)."""
+    if not args.cards:
+        raise ValueError("--plot draws the twins of --cards CARD.json ...: give their model cards")
+    cards = [loads_json(read_regular(path, PromrefError, "model card", max_bytes=limits.MAX_META_BYTES))
+             for path in args.cards]
+    sys.stdout.write(format_twins(rep, twin_accuracies(cards)) + "\n")
+    if args.plot:
+        out = output_file(args.plot)
+        from .plot import energy_accuracy_plot  # matplotlib only when a plot is asked for
+        energy_accuracy_plot(rep, cards).savefig(out, dpi=150, bbox_inches="tight")
+        sys.stdout.write(f"wrote {args.plot}\n")
     return 0
 
 

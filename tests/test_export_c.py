@@ -293,3 +293,17 @@ def test_c_agreement_resumes_where_it_stopped(tmp_path, cifar10_root, monkeypatc
     chunks = [r for r in _benchmark("agreement_state").read_records(state) if r["kind"] == "chunk"]
     assert [(c["part"], c["start"], c["stop"]) for c in chunks] == [
         ("host_trace", 0, 1), ("host_logits", 0, 2), ("host_logits", 2, 3), ("host_logits", 3, 5)]
+
+
+def test_agreement_report_reads_a_state_file(tmp_path, capsys):
+    states, report = _benchmark("agreement_state"), _benchmark("agreement_report")
+    path = str(tmp_path / "run.jsonl")
+    s = states.AgreementState(path, {"weights": "w"}, resume=True)
+    s.record("host_trace", 0, 2, 1.0, layer_mismatches={"a": 0, "classifier": 0})
+    s.record("host_logits", 0, 3, 1.0, layer_mismatches={"classifier": 0})
+    assert report.main([path]) == 0
+    s.record("host_logits", 3, 4, 1.0, layer_mismatches={"classifier": 2})
+    assert report.main([path]) == 1
+    out = capsys.readouterr().out
+    assert "host_logits: 4 images done (2 chunks" in out and "logits on 4 images: 2 mismatches" in out
+    assert "total mismatches recorded: 2" in out

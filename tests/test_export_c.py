@@ -228,3 +228,82 @@ def test_cli_export_c(tmp_path, good_file, capsys):
     assert "arena" in capsys.readouterr().out
     assert os.path.exists(tmp_path / "lib" / "prom_model.h")
     assert cli_main(["export", "c", str(tmp_path / "missing.npz"), str(tmp_path / "x")]) == 2
+
+
+# --- the resumable agreement runs (benchmarks/agreement_state.py, benchmarks/c_agreement.py) ---
+
+def _benchmark(name):
+    """Import benchmarks/<name>.py as a module (it puts benchmarks/ on sys.path itself)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_agreement_state_resumes_refuses_and_survives_a_torn_line(tmp_path, capsys):
+    states = _benchmark("agreement_state")
+    path = str(tmp_path / "run.jsonl")
+    s = states.AgreementState(path, {"weights": "a"}, resume=True)
+    s.record("p", 0, 5, 1.0, layer_mismatches={"x": 0, "y": 2})
+    s.record("p", 5, 8, 1.0, layer_mismatches={"x": 1})
+    with pytest.raises(states.StateError, match="does not follow image 8"):
+        s.record("p", 9, 10, 1.0)
+    with open(path, "a") as f:
+        f.write('{"kind": "chunk", "part": "p", "sta')   # a kill in the middle of a write
+    again = states.AgreementState(path, {"weights": "a"}, resume=True)
+    assert again.done("p") == 8 and again.done("other") == 0
+    assert again.layer_totals("p") == {"x": 1, "y": 2} and again.mismatches("p") == 3
+    again.record("p", 8, 9, 1.0)
+    assert len(states.read_records(path)) == 4   # header + 3 chunks, the torn line gone
+    with pytest.raises(states.StateError, match="written for another run"):
+        states.AgreementState(path, {"weights": "b"}, resume=True)
+    fresh = states.AgreementState(path, {"weights": "b"}, resume=False)   # moves the old file aside
+    assert fresh.done("p") == 0 and "moved to" in capsys.readouterr().out
+    assert len(glob.glob(path + ".*.old")) == 1
+
+
+def test_agreement_state_refuses_a_gap(tmp_path):
+    states = _benchmark("agreement_state")
+    path = str(tmp_path / "gap.jsonl")
+    states.AgreementState(path, {}, resume=True)
+    with open(path, "a") as f:
+        f.write('{"kind": "chunk", "part": "p", "start": 0, "stop": 2, "seconds": 1}\n'
+                '{"kind": "chunk", "part": "p", "start": 3, "stop": 4, "seconds": 1}\n')
+    with pytest.raises(states.StateError, match="gap or overlap at image 2"):
+        states.AgreementState(path, {}, resume=True).done("p")
+
+
+@needs_cc
+def test_c_agreement_resumes_where_it_stopped(tmp_path, cifar10_root, monkeypatch, capsys):
+    """A stopped run continues from its first image not done (a small CIFAR-size model: the shipped
+    one's weights take a minute to compile here, twice)."""
+    from promref.format import save
+    weights = str(tmp_path / "small.npz")
+    save(random_model("cifar", 0.1, "prom", seed=5), weights)
+    bench, state = _benchmark("c_agreement"), str(tmp_path / "c.jsonl")
+    argv = ["c_agreement.py", weights, "--data", cifar10_root, "--trace-images", "1", "--mcu-images", "0",
+            "--random-images", "0", "--jobs", "1", "--chunk", "2", "--state", state]
+    monkeypatch.setattr(sys, "argv", argv + ["--images", "3"])
+    assert bench.main() == 0
+    monkeypatch.setattr(sys, "argv", argv + ["--images", "5", "--resume"])
+    assert bench.main() == 0
+    out = capsys.readouterr().out
+    assert "host_logits 3" in out and "host logits: 5 of 5 CIFAR-10 test images (1 layers compared): 0 mismatches" in out
+    chunks = [r for r in _benchmark("agreement_state").read_records(state) if r["kind"] == "chunk"]
+    assert [(c["part"], c["start"], c["stop"]) for c in chunks] == [
+        ("host_trace", 0, 1), ("host_logits", 0, 2), ("host_logits", 2, 3), ("host_logits", 3, 5)]
+
+
+def test_agreement_report_reads_a_state_file(tmp_path, capsys):
+    states, report = _benchmark("agreement_state"), _benchmark("agreement_report")
+    path = str(tmp_path / "run.jsonl")
+    s = states.AgreementState(path, {"weights": "w"}, resume=True)
+    s.record("host_trace", 0, 2, 1.0, layer_mismatches={"a": 0, "classifier": 0})
+    s.record("host_logits", 0, 3, 1.0, layer_mismatches={"classifier": 0})
+    assert report.main([path]) == 0
+    s.record("host_logits", 3, 4, 1.0, layer_mismatches={"classifier": 2})
+    assert report.main([path]) == 1
+    out = capsys.readouterr().out
+    assert "host_logits: 4 images done (2 chunks" in out and "logits on 4 images: 2 mismatches" in out
+    assert "total mismatches recorded: 2" in out

@@ -210,3 +210,38 @@ def test_export_command_writes_file_and_output_list(tmp_path):
     outputs = run_flatbuffer(out.read_bytes(), [x])
     assert np.array_equal(outputs[-1], model.forward(x, backend="numpy"))
     assert promref_main(["export", "tosa", str(tmp_path / "missing.npz"), str(out)]) == 2
+
+
+def test_tosa_agreement_resumes_each_mode_where_it_stopped(tmp_path, cifar10_root, monkeypatch, capsys):
+    """benchmarks/tosa_agreement.py: chunks go to the state file; --resume continues each mode from its
+    first image not done; every layer on the first --layer-images, logits after; the summary is the file's."""
+    import importlib.util
+    import sys
+    from promref.format import save
+    spec = importlib.util.spec_from_file_location(
+        "bench_tosa_agreement", os.path.join(os.path.dirname(SHIPPED), "..", "benchmarks", "tosa_agreement.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    weights, state = str(tmp_path / "small.npz"), str(tmp_path / "tosa.jsonl")
+    small = random_model("cifar", 0.1, "prom", seed=5)
+    save(small, weights)
+    argv = ["tosa_agreement.py", weights, "--data", cifar10_root, "--layer-images", "2", "--chunk", "3",
+            "--state", state]
+    monkeypatch.setattr(sys, "argv", argv + ["--images", "1", "--rounding", "single"])
+    assert bench.main() == 0
+    monkeypatch.setattr(sys, "argv", argv + ["--images", "4", "--resume"])
+    assert bench.main() == 0
+    out = capsys.readouterr().out
+    assert "done so far: single 1, double 0" in out
+    assert out.count("logits on 4 CIFAR-10 test images: 0 mismatches") == 2
+    with open(state) as f:
+        chunks = [json.loads(line) for line in f][1:]
+    assert [(c["part"], c["start"], c["stop"], c["every_layer"]) for c in chunks] == [
+        ("single", 0, 1, True), ("single", 1, 2, True), ("single", 2, 4, False),
+        ("double", 0, 2, True), ("double", 2, 4, False)]
+    assert list(chunks[0]["layer_mismatches"]) == sorted(layer.name for layer in small.layers)
+    assert list(chunks[2]["layer_mismatches"]) == [small.layers[-1].name]
+    monkeypatch.setattr(sys, "argv", argv + ["--images", "5", "--resume", "--layer-images", "0"])
+    save(random_model("cifar", 0.1, "prom", seed=6), weights)   # other weights: the file is not theirs
+    with pytest.raises(SystemExit, match="written for another run"):
+        bench.main()

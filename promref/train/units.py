@@ -90,8 +90,10 @@ class Unit:
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
 
-class ConvUnit(Unit):
-    """stem / pointwise / depthwise conv + batch norm + optional ReLU6."""
+class ConvFloatUnit(Unit):
+    """stem / pointwise / depthwise conv + batch norm + optional ReLU6: its parameters, the
+    float32 forward and backward, batch statistics and the batch-norm fold (the float phase;
+    :class:`ConvUnit` adds quantization, export and the QAT phase)."""
 
     def __init__(self, shape, ternary, rng):
         super().__init__(shape.name, shape.kind, shape.op, shape.inputs)
@@ -176,7 +178,7 @@ class ConvUnit(Unit):
         self.grads["beta"] += dbeta
         return dx
 
-    # -- QAT mode ------------------------------------------------------------
+    # -- the batch-norm fold (QAT and export) -----------------------------
 
     def fold_batch_norm(self, stats=None):
         """Batch norm folded into the weights: w_fold = w * k, b_fold = beta - mean * k,
@@ -186,6 +188,12 @@ class ConvUnit(Unit):
         w = self.params["w"]
         w_fold = w * k if self.op == "depthwise_conv2d" else w * k.reshape((-1,) + (1,) * (w.ndim - 1))
         return w_fold.astype(np.float32), (self.params["beta"] - mean * k).astype(np.float32), k
+
+
+
+class ConvUnit(ConvFloatUnit):
+    """A :class:`ConvFloatUnit` that also quantizes: its integer layer (to_layer), the QAT
+    forward through the integer kernels and its straight-through backward."""
 
     def _dequantize(self, codes, scale):
         """Integer codes times their per-output-channel scale, float32."""

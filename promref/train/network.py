@@ -76,6 +76,7 @@ class Network:
         mode 'float' or 'qat'; in 'qat' the int8 logits are kept in ``self.int8_logits``.
         """
         q = pixels_to_int8(images)
+        ops = None   # the integer kernels, QAT mode only
         if mode == "float":
             tensors = {"input": q.astype(np.float32) * np.float32(INPUT_SCALE)}
         else:
@@ -83,11 +84,7 @@ class Network:
             ops = op_table(backend)
         for unit in self.units:
             inputs = [tensors[name] for name in unit.inputs]
-            if mode == "float":
-                extra = dict(quantized_weights=quantized_weights) if isinstance(unit, ConvUnit) else {}
-                tensors[unit.name] = unit.forward_float(*inputs, training, **extra)
-            else:
-                tensors[unit.name] = unit.forward_qat(*inputs, training, ops, self.rounding)
+            tensors[unit.name] = unit.forward(inputs, mode, training, ops, self.rounding, quantized_weights)
         out = tensors[self.units[-1].name]
         if mode == "float":
             return out
@@ -99,13 +96,7 @@ class Network:
         grads = {self.units[-1].name: dlogits}
         for unit in reversed(self.units):
             dy = grads.pop(unit.name)
-            backward = unit.backward_float if mode == "float" else unit.backward_qat
-            if isinstance(unit, AddUnit):
-                dxs = backward(dy)
-            elif isinstance(unit, PoolUnit):
-                dxs = (backward(dy),)
-            else:
-                dxs = (backward(dy, unit.inputs[0] != "input"),)
+            dxs = unit.backward(dy, mode, need_dx=unit.inputs[0] != "input")
             for name, dx in zip(unit.inputs, dxs):
                 if name == "input":
                     continue
@@ -114,8 +105,7 @@ class Network:
     def use_batch_statistics(self, on):
         """QAT training steps fold each batch's statistics (``on``) or the running ones (ConvUnit.forward_qat)."""
         for unit in self.units:
-            if isinstance(unit, ConvUnit):
-                unit.qat_batch_stats = bool(on)
+            unit.use_batch_statistics(on)
 
     def zero_grad(self):
         for unit in self.units:

@@ -89,6 +89,22 @@ class Unit:
     def zero_grad(self):
         self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
+    # -- the one interface the Network calls (no dispatch on the unit's type there) --
+
+    def forward(self, inputs, mode, training, ops=None, rounding=None, quantized_weights=False):
+        """The unit's output from its ``inputs`` (float32 arrays, or QTensors in 'qat' mode).
+        ``quantized_weights`` (float mode) concerns only the units that have weights to quantize."""
+        if mode == "float":
+            return self.forward_float(*inputs, training)
+        return self.forward_qat(*inputs, training, ops, rounding)
+
+    def backward(self, dy, mode, need_dx):
+        """dL/d(each input) as a tuple, one per ``inputs`` (None where ``need_dx`` is false)."""
+        return ((self.backward_float if mode == "float" else self.backward_qat)(dy, need_dx),)
+
+    def use_batch_statistics(self, on):
+        """QAT training steps fold each batch's statistics (``on``): only batch-norm units care."""
+
 
 class ConvFloatUnit(Unit):
     """stem / pointwise / depthwise conv + batch norm + optional ReLU6: its parameters, the
@@ -112,6 +128,14 @@ class ConvFloatUnit(Unit):
         self.observer = RangeObserver()
         self.bn_momentum = BN_MOMENTUM
         self.qat_batch_stats = False  # QAT training steps fold batch statistics (forward_qat)
+
+    def forward(self, inputs, mode, training, ops=None, rounding=None, quantized_weights=False):
+        if mode == "float":
+            return self.forward_float(*inputs, training, quantized_weights)
+        return super().forward(inputs, mode, training, ops, rounding)
+
+    def use_batch_statistics(self, on):
+        self.qat_batch_stats = bool(on)
 
     # -- the linear map, float32 ------------------------------------------
 
@@ -333,6 +357,9 @@ class AddUnit(Unit):
     def backward_float(self, dy):
         return dy, dy
 
+    def backward(self, dy, mode, need_dx):
+        return (self.backward_float if mode == "float" else self.backward_qat)(dy)
+
     def to_layer(self, sa, sb):
         """Layer for inputs with scales ``sa`` and ``sb`` (zero points do not enter the parameters)."""
         out_scale, out_zp = self.observer.qparams()
@@ -382,6 +409,9 @@ class PoolUnit(Unit):
         return QTensor(ops["global_avgpool"](x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
 
     backward_qat = backward_float
+
+    def backward(self, dy, mode, need_dx):
+        return (self.backward_float(dy),)   # the same in both modes
 
 
 class LinearUnit(Unit):

@@ -102,3 +102,14 @@ def executed_tutorials():
             runs[name] = run_tutorial(name)
         return runs[name]
     return get
+
+
+@pytest.fixture
+def one_numba_thread():
+    """One Numba thread for the trainer's tests: results do not depend on the thread count
+    (test_train_loop's thread-count test shows it); one thread is fastest on small shared machines."""
+    import numba
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(old)

@@ -17,7 +17,6 @@ either the tests are skipped.
 import copy
 import io
 
-import numba
 import numpy as np
 import pytest
 
@@ -31,12 +30,7 @@ from promref.train.loop import Progress, build_network, recalibrate_batch_norm
 from promref.train.units import ConvUnit, LinearUnit
 
 BACKENDS = ["numpy", "numba"]
-@pytest.fixture(autouse=True)
-def one_numba_thread():
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------ data

@@ -20,7 +20,6 @@ batch-norm fold chain rule against finite differences of the float function
 ``sum(dz * (conv(x, w * k) + beta - mean * k))``, ``k = gamma / sqrt(var + eps)``.
 """
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
@@ -33,14 +32,7 @@ from promref.train.network import Network, softmax_cross_entropy
 from promref.train.units import BN_EPS, AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor
 
 
-@pytest.fixture(autouse=True)
-def one_numba_thread():
-    """The kernels' results do not depend on the thread count; one thread is fastest
-    on small shared machines."""
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # tests/conftest.py
 
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

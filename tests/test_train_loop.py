@@ -38,14 +38,7 @@ TRAIN = synthetic(128, 0)
 TEST = synthetic(64, 1)
 
 
-@pytest.fixture(autouse=True)
-def one_numba_thread():
-    """Results do not depend on the thread count (test_thread_count_does_not_matter);
-    one thread keeps these tests fast on small shared machines."""
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # tests/conftest.py
 
 
 def tiny(**kw):

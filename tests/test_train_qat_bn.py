@@ -8,7 +8,6 @@ exported model still equals the QAT forward exactly (checked through the loop he
 """
 import copy
 
-import numba
 import numpy as np
 import pytest
 
@@ -32,12 +31,7 @@ def assert_grad_close(analytic, numeric, what):
     assert not bad.any(), f"{what}: {bad.sum()} of {bad.size} differ, e.g. {analytic[bad][:3]} vs {numeric[bad][:3]}"
 
 
-@pytest.fixture(autouse=True)
-def one_numba_thread():
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_numba_thread")  # tests/conftest.py
 
 
 def setup(op, ternary, relu6, seed):

@@ -27,6 +27,7 @@ from ..format import save
 from .units import MULTIPLIER_RULES
 from ..format import load
 from .card import model_card
+from .memory import keep_freed_memory
 from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, load_float_twin, predict, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
@@ -232,6 +233,7 @@ def run(args, argv):
           f"{config.train_subset or len(train_data[0])} images: {config.epochs_float} float + "
           f"{config.epochs_qat} QAT epochs, batch {config.batch_size}, seed {config.seed}", flush=True)
     resumed_after = checkpoint_epochs(args.checkpoint_dir) if args.resume else 0
+    keep_freed_memory()  # ~25 % faster steps, the same bits (promref/train/memory.py)
     start = time.time()
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
                              progress=Progress(quiet=args.quiet), init_from=args.init_from)

@@ -190,14 +190,15 @@ def suite_cases(work, rng, n):
 
 def checkpoint_cases(work, rng, n):
     from dataclasses import asdict
-    from promref.train.loop import TrainConfig, _load_checkpoint, _save_checkpoint, build_network
+    from promref.train.checkpoint import load_checkpoint, save_checkpoint
+    from promref.train.loop import TrainConfig, build_network
     from promref.train.optim import SGD
     config = TrainConfig(arch="dsnet", dsnet_channels=(8, 8, 8), epochs_float=2, epochs_qat=0, batch_size=4)
     net = build_network(config)
     path = os.path.join(work, "ckpt.npz")
-    _save_checkpoint(path, net, SGD(net.parameters()), dict(epoch=0, config=asdict(config), history=[{}]))
+    save_checkpoint(path, net, SGD(net.parameters()), dict(epoch=0, config=asdict(config), history=[{}]))
     data = open(path, "rb").read()
-    return [("checkpoint", lambda p=_write(work, f"c{i}.npz", v): _load_checkpoint(p, build_network(config), config))
+    return [("checkpoint", lambda p=_write(work, f"c{i}.npz", v): load_checkpoint(p, build_network(config), config, 1))
             for i, v in enumerate(_variants(data, rng, n))]
 
 

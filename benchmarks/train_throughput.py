@@ -1,12 +1,15 @@
 """Training throughput (images/s) of promref's trainer, next to PyTorch's when it is installed.
 
     python benchmarks/train_throughput.py --width 1.0 --batch 128 --threads 2
+    python benchmarks/train_throughput.py --threads 1 --malloc both   # promref with and without kept memory
 
 Times full training steps (forward, loss, backward, SGD update) of the CIFAR
 MobileNetV2 in float mode and in QAT mode on random data; medians of
 ``--steps`` steps after two warm-up steps.  PyTorch (optional, CPU) runs the
 same architecture (torchvision layout, CIFAR strides) with the same batch and
-thread count, float only.  Each engine runs in its own subprocess.
+thread count, float only.  Each engine runs in its own subprocess.  promref
+runs as ``promref train`` does, keeping freed memory (promref/train/memory.py);
+``--malloc default`` or ``both`` also measures glibc's default behaviour.
 """
 import argparse
 import json
@@ -24,6 +27,9 @@ def _promref(args):
     from promref.train.network import softmax_cross_entropy
     from promref.train.optim import SGD
 
+    if args.malloc == "kept":
+        from promref.train.memory import keep_freed_memory
+        keep_freed_memory()
     net = build_network(TrainConfig(width=args.width))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.batch, 32, 32, 3)).astype(np.uint8)
@@ -92,6 +98,8 @@ def main():
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--malloc", choices=("kept", "default", "both"), default="kept",
+                   help="promref with freed memory kept (as promref train runs), glibc's default, or both")
     p.add_argument("--engine", choices=("promref", "torch"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.engine:
@@ -104,16 +112,18 @@ def main():
                OPENBLAS_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     print(f"training throughput, CIFAR MobileNetV2 width {args.width}, batch {args.batch}, "
           f"{args.threads} thread(s), median of {args.steps} steps")
-    for engine in ("promref", "torch"):
+    mallocs = ("kept", "default") if args.malloc == "both" else (args.malloc,)
+    for engine, malloc in [("promref", m) for m in mallocs] + [("torch", "default")]:
         cmd = [sys.executable, __file__, "--engine", engine, "--width", str(args.width), "--batch",
-               str(args.batch), "--threads", str(args.threads), "--steps", str(args.steps)]
+               str(args.batch), "--threads", str(args.threads), "--steps", str(args.steps), "--malloc", malloc]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        name = f"{engine} ({malloc} malloc)" if engine == "promref" else engine
         if out.returncode:
             reason = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
-            print(f"  {engine:8s} not measured: {reason}")
+            print(f"  {name:24s} not measured: {reason}")
             continue
         for mode, rate in json.loads(out.stdout.strip().splitlines()[-1]).items():
-            print(f"  {engine:8s} {mode:6s} {rate:8.1f} images/s")
+            print(f"  {name:24s} {mode:6s} {rate:8.1f} images/s")
     return 0
 
 

@@ -382,14 +382,15 @@ def _tiny_config(**kw):
 
 @pytest.fixture
 def tiny_checkpoint(tmp_path):
-    from promref.train.loop import _save_checkpoint, build_network
+    from promref.train.checkpoint import save_checkpoint
+    from promref.train.loop import build_network
     from promref.train.optim import SGD
     config = _tiny_config()
     net = build_network(config)
     opt = SGD(net.parameters())
     path = str(tmp_path / "last.npz")
     from dataclasses import asdict
-    _save_checkpoint(path, net, opt, dict(epoch=0, config=asdict(config), history=[{}]))
+    save_checkpoint(path, net, opt, dict(epoch=0, config=asdict(config), history=[{}]))
     return path, config
 
 
@@ -418,15 +419,17 @@ def _first_param(members):
         np.uint8))}), "lr"),
 ])
 def test_checkpoints_are_checked_completely(tiny_checkpoint, change, match):
-    from promref.train.loop import _load_checkpoint, build_network
+    from promref.train.checkpoint import load_checkpoint
+    from promref.train.loop import build_network
     path, config = tiny_checkpoint
     _rewrite(path, change)
     with pytest.raises(CheckpointError, match=match):
-        _load_checkpoint(path, build_network(config), config)
+        load_checkpoint(path, build_network(config), config, 1)
 
 
 def test_nan_weight_and_truncated_checkpoint(tiny_checkpoint):
-    from promref.train.loop import _load_checkpoint, build_network
+    from promref.train.checkpoint import load_checkpoint
+    from promref.train.loop import build_network
     path, config = tiny_checkpoint
     good = open(path, "rb").read()
 
@@ -437,16 +440,17 @@ def test_nan_weight_and_truncated_checkpoint(tiny_checkpoint):
         m[key] = npy_bytes(a)
     _rewrite(path, nan)
     with pytest.raises(CheckpointError, match="NaN"):
-        _load_checkpoint(path, build_network(config), config)
+        load_checkpoint(path, build_network(config), config, 1)
     for data in (good[:len(good) // 2], b"\x80\x04junk", b""):
         open(path, "wb").write(data)
         with pytest.raises(CheckpointError):
-            _load_checkpoint(path, build_network(config), config)
+            load_checkpoint(path, build_network(config), config, 1)
 
 
 def test_absent_config_field_compares_as_todays_default(tiny_checkpoint):
     from dataclasses import asdict
-    from promref.train.loop import TrainConfig, config_differences
+    from promref.train.checkpoint import config_differences
+    from promref.train.loop import TrainConfig
     stored = asdict(_tiny_config())
     del stored["label_smoothing"]  # an older checkpoint without the field
     assert config_differences(json.loads(json.dumps(stored)), _tiny_config()) == []

@@ -28,7 +28,8 @@ from .units import MULTIPLIER_RULES
 from ..format import load
 from .card import model_card
 from .memory import keep_freed_memory
-from .loop import Progress, TrainConfig, checkpoint_epochs, evaluate, load_float_twin, predict, train
+from .checkpoint import checkpoint_epochs, load_float_twin
+from .loop import Progress, TrainConfig, evaluate, predict, train
 
 DEMO = dict(arch="dsnet", epochs_float=5, epochs_qat=2, batch_size=128, lr=0.1, lr_qat=0.01,
             nesterov=False, label_smoothing=0.0, warmup_epochs=1,
@@ -125,7 +126,10 @@ def add_arguments(p):
         kind = dict(action=argparse.BooleanOptionalAction) if isinstance(value, bool) else dict(type=type(value))
         p.add_argument("--" + name.replace("_", "-"), default=None, help=f"(default {value})", **kind)
     p.add_argument("--out", help="write the exported integer model here (.npz) and its model card (.json)")
-    p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch")
+    p.add_argument("--checkpoint-dir", help="keep last.npz here after every epoch (and every --checkpoint-every steps)")
+    p.add_argument("--checkpoint-every", type=int, default=50, metavar="STEPS",
+                   help="also checkpoint inside an epoch after every STEPS steps, so a stopped run loses at most "
+                        "that many (default 50; 0: only at the end of each epoch)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir/last.npz")
     p.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start the QAT phase from the finished float phase in this checkpoint (a float-only "
@@ -185,6 +189,8 @@ def check_paths(args):
     for path in args.compare_with:
         if not os.path.isfile(path):
             raise TrainArgumentError(f"--compare-with {path}: no such weights file")
+    if args.checkpoint_every < 0:
+        raise TrainArgumentError(f"--checkpoint-every must be 0 (epochs only) or positive, not {args.checkpoint_every}")
     if args.test_subset < 0:
         raise TrainArgumentError(f"--test-subset must be 0 (all) or positive, not {args.test_subset}")
     if args.checkpoint_dir and os.path.exists(args.checkpoint_dir) and not os.path.isdir(args.checkpoint_dir):
@@ -236,7 +242,8 @@ def run(args, argv):
     keep_freed_memory()  # ~25 % faster steps, the same bits (promref/train/memory.py)
     start = time.time()
     network, history = train(config, tuple(train_data), test_data, args.checkpoint_dir, args.resume,
-                             progress=Progress(quiet=args.quiet), init_from=args.init_from)
+                             progress=Progress(quiet=args.quiet), init_from=args.init_from,
+                             checkpoint_every=args.checkpoint_every)
     wall = time.time() - start
     if config.epochs_qat == 0:  # no QAT phase: no integer model (its QAT phase is forked with --init-from)
         print(f"float network top-1: {100 * history[-1]['test_acc']:.2f}% on {len(test_data[0])} test images "

@@ -118,7 +118,7 @@ def qat_activations(network, images, backend):
     def recorder(unit, original):
         def forward_qat(*args, **kwargs):
             out = original(*args, **kwargs)
-            seen[unit.name] = out.q
+            seen[unit.name] = out.nhwc_codes()
             return out
         return forward_qat
 

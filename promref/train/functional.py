@@ -105,6 +105,42 @@ def straight_through(dy, q, lo, hi):
     return out.reshape(dy.shape)
 
 
+@numba.njit(**_jit)
+def dequantize_channel_major(q, zero_point, scale):
+    """int8 q [C, N, H, W] (the fast backend's layout) -> float32 [N, H, W, C], each value
+    exactly :func:`dequantize`'s.  An (image, row) job gathers row ``h`` of every channel
+    plane into an L1-sized [W, C] tile, then writes the NHWC row from it contiguously."""
+    c, n, h, w = q.shape
+    out = np.empty((n, h, w, c), np.float32)
+    zp, s = np.float32(zero_point), np.float32(scale)
+    for job in numba.prange(n * h):
+        b, i = job // h, job % h
+        tile = np.empty((w, c), np.float32)
+        for ch in range(c):
+            row = q[ch, b, i]
+            for j in range(w):
+                tile[j, ch] = row[j]
+        dst = out[b, i]
+        for j in range(w):
+            for ch in range(c):
+                dst[j, ch] = (tile[j, ch] - zp) * s
+    return out
+
+
+@numba.njit(**_jit)
+def straight_through_real(dy, real, lo_real, hi_real):
+    """:func:`straight_through` from the dequantized codes ``real`` (float32, dy's shape and
+    layout) instead of the codes: ``dy`` where ``lo_real < real < hi_real``.  The same mask
+    when lo_real, hi_real are the clamp bounds dequantized by the same formula, because
+    ``k -> (k - zp) * scale`` is strictly increasing on the int8 codes for a normal scale."""
+    g, r = dy.ravel(), real.ravel()
+    out = np.empty(g.size, np.float32)
+    lo, hi = np.float32(lo_real), np.float32(hi_real)
+    for i in numba.prange(g.size):
+        out[i] = g[i] if lo < r[i] < hi else np.float32(0)
+    return out.reshape(dy.shape)
+
+
 # ------------------------------------------------------ batch norm + ReLU6
 
 

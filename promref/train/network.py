@@ -9,12 +9,12 @@ value ``q / 128`` (input scale 1/128, zero point 0).
 import numpy as np
 
 from .. import arith
-from ..engine import op_table
+from ..kernels import fast
 from ..preprocess import pixels_to_int8
 from ..architectures import CIFAR10_LABELS, SCHEMES
 from ..model import InputSpec, Model
 from ..validate import validate
-from .units import AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor
+from .units import CHANNEL_MAJOR, AddUnit, ConvUnit, LinearUnit, PoolUnit, QTensor, qat_kernels
 
 INPUT_SCALE = 1.0 / 128.0
 INPUT_ZERO_POINT = 0
@@ -80,8 +80,9 @@ class Network:
         if mode == "float":
             tensors = {"input": q.astype(np.float32) * np.float32(INPUT_SCALE)}
         else:
-            tensors = {"input": QTensor(q, INPUT_SCALE, INPUT_ZERO_POINT)}
-            ops = op_table(backend)
+            ops, layout = qat_kernels(backend)
+            codes = fast.to_channel_major(q) if layout == CHANNEL_MAJOR else q
+            tensors = {"input": QTensor(codes, INPUT_SCALE, INPUT_ZERO_POINT, layout)}
         for unit in self.units:
             inputs = [tensors[name] for name in unit.inputs]
             tensors[unit.name] = unit.forward(inputs, mode, training, ops, self.rounding, quantized_weights)

@@ -15,15 +15,15 @@ modes:
     treats rounding as identity (straight-through estimator) and passes no
     gradient where the output was clamped.
 
-Shapes: feature maps NHWC; pointwise weights [Cout, Cin]; depthwise [3, 3, C];
+Shapes: float feature maps NHWC (int8 codes NHWC or channel-major: :class:`QTensor`); pointwise weights [Cout, Cin]; depthwise [3, 3, C];
 stem [Cout, 3, 3, Cin]; classifier [K, C].
 """
-from typing import NamedTuple
-
 import numpy as np
 
 from .. import arith
+from ..engine import op_table
 from ..interop.tflite.prepare import add_parameters, conv_multipliers
+from ..kernels import fast
 from ..model import Layer
 from ..validate import bias_limit
 from . import functional as F
@@ -62,15 +62,52 @@ def add_rescale(scale_a, scale_b, out_scale, rule):
     return float(out_scale), multiplier, shift
 
 
-class QTensor(NamedTuple):
-    """int8 codes ``q`` standing for the real values ``scale * (q - zero_point)``."""
-    q: np.ndarray
-    scale: float
-    zero_point: int
+#: how a QTensor's feature-map codes are stored: NHWC, or the fast backend's channel-major
+#: [C, N, H, W] (kernels/fast/_layout.py), which its kernels read and write with no conversion
+NHWC, CHANNEL_MAJOR = "nhwc", "channel_major"
+
+
+def qat_kernels(backend):
+    """-> (op table, layout) of the QAT forward on ``backend``: the Numba backend's
+    channel-major kernels on channel-major codes (the integer engine's own, with no layout
+    conversion per layer: they were 19 % of a QAT step), else the backend's NHWC table."""
+    if backend == "numba":
+        return fast.CHANNEL_MAJOR_OPS, CHANNEL_MAJOR
+    return op_table(backend), NHWC
+
+
+class QTensor:
+    """int8 codes ``q`` standing for the real values ``scale * (q - zero_point)``, stored in
+    ``layout`` (a feature map NHWC or channel-major; vectors [N, C] are always NHWC).  Its
+    real values are computed once, when first asked for (a tensor read by two units, or by
+    a unit and by its producer's straight-through backward, is dequantized once)."""
+    __slots__ = ("q", "scale", "zero_point", "layout", "_real")
+
+    def __init__(self, q, scale, zero_point, layout=NHWC):
+        self.q, self.scale, self.zero_point, self.layout, self._real = q, scale, zero_point, layout, None
 
     def real(self):
-        """float32 ``(q - zero_point) * scale`` (one fused pass, F.dequantize)."""
-        return F.dequantize(self.q, self.zero_point, self.scale)
+        """float32 NHWC ``(q - zero_point) * scale`` (one fused pass, F.dequantize*; do not modify it)."""
+        if self._real is None:
+            dequantize = F.dequantize_channel_major if self.layout == CHANNEL_MAJOR else F.dequantize
+            self._real = dequantize(self.q, self.zero_point, self.scale)
+        return self._real
+
+    def nhwc_codes(self):
+        """The int8 codes, NHWC (as the engine's trace shows them)."""
+        return fast.to_nhwc(self.q) if self.layout == CHANNEL_MAJOR else self.q
+
+
+def straight_through(dy, out, lo, hi):
+    """The straight-through gradient through the QTensor ``out``: ``dy`` (float32, NHWC or
+    [N, C]) where ``lo < out.q < hi``, 0 where the output saturated.  Channel-major codes
+    are compared through their NHWC real values (no transposed read of the codes)."""
+    if out.layout != CHANNEL_MAJOR:
+        return F.straight_through(dy, out.q, lo, hi)
+    zp, scale = np.float32(out.zero_point), np.float32(out.scale)
+    if not np.isfinite(scale) or scale < np.finfo(np.float32).tiny * 256:  # F.straight_through_real's premise
+        return F.straight_through(dy, fast.to_nhwc(out.q), lo, hi)
+    return F.straight_through_real(dy, out.real(), (np.float32(lo) - zp) * scale, (np.float32(hi) - zp) * scale)
 
 
 def _he(rng, shape, fan_in):
@@ -288,26 +325,27 @@ class ConvUnit(ConvFloatUnit):
             layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point, (mean, var))
         else:
             layer, b_fold = self._layer_and_folded_bias(x.scale, x.zero_point)
-        q = ops[layer.op](x.q, layer, x.zero_point, rounding)
+        out = QTensor(ops[layer.op](x.q, layer, x.zero_point, rounding), layer.out_scale, layer.out_zero_point,
+                      x.layout)
         self.layer = layer
         if training and batch is not None:
             if not self.relu6:  # the real pre-activation (z - mean) * k + beta
                 w_q, z2, mean, inv_std = batch
                 self.observer.update((z2 - mean) * (self.params["gamma"] * inv_std) + self.params["beta"])
-            self._saved = (x_real, None, q, batch)
+            self._saved = (x_real, None, out, batch)
         elif training:
             x_real = x.real()
             w_real = self.layer_real_weights(layer)
             if not self.relu6:  # track the unclamped real output range
                 self.observer.update(self._conv(x_real, w_real) + b_fold)
-            self._saved = (x_real, w_real, q, None)
-        return QTensor(q, layer.out_scale, layer.out_zero_point)
+            self._saved = (x_real, w_real, out, None)
+        return out
 
     def backward_qat(self, dy, need_dx):
-        x_real, w_real, q, batch = self._saved
+        x_real, w_real, out, batch = self._saved
         layer = self.layer
         # straight-through: d(acc_real) = dy where the output was not clamped
-        dz = F.straight_through(dy, q, layer.out_min, layer.out_max)
+        dz = straight_through(dy, out, layer.out_min, layer.out_max)
         if batch is not None:
             return self._backward_batch_stats(x_real, dz, batch, need_dx)
         dx, dw_fold = self._conv_backward(x_real, w_real, dz, need_dx)
@@ -370,16 +408,16 @@ class AddUnit(Unit):
 
     def forward_qat(self, a, b, training, ops, rounding):
         layer = self.to_layer(a.scale, b.scale)
-        q = ops["add"](a.q, b.q, layer, a.zero_point, b.zero_point, rounding)
+        out = QTensor(ops["add"](a.q, b.q, layer, a.zero_point, b.zero_point, rounding), layer.out_scale,
+                      layer.out_zero_point, a.layout)
         self.layer = layer
         if training:
             self.observer.update(a.real() + b.real())
-            self._saved = q
-        return QTensor(q, layer.out_scale, layer.out_zero_point)
+            self._saved = out
+        return out
 
     def backward_qat(self, dy):
-        q = self._saved
-        d = F.straight_through(dy, q, self.layer.out_min, self.layer.out_max)
+        d = straight_through(dy, self._saved, self.layer.out_min, self.layer.out_max)
         return d, d
 
 
@@ -404,7 +442,7 @@ class PoolUnit(Unit):
                      out_scale=float(in_scale))
 
     def forward_qat(self, x, training, ops, rounding):
-        self._hw = x.q.shape[1:3]
+        self._hw = x.q.shape[2:4] if x.layout == CHANNEL_MAJOR else x.q.shape[1:3]
         self.layer = self.to_layer(x.scale, x.zero_point)
         return QTensor(ops["global_avgpool"](x.q, self.layer, x.zero_point, rounding), x.scale, x.zero_point)
 
@@ -456,12 +494,12 @@ class LinearUnit(Unit):
             x_real = x.real()
             w_real = layer.weights.astype(np.float32) * layer.weight_scale[:, None]
             self.observer.update(x_real @ w_real.T + self.params["b"])
-            self._saved = (x_real, w_real, q)
+            self._saved = (x_real, w_real, QTensor(q, layer.out_scale, layer.out_zero_point))
         return QTensor(q, layer.out_scale, layer.out_zero_point)
 
     def backward_qat(self, dy, need_dx=True):
-        x_real, w_real, q = self._saved
-        d = F.straight_through(dy, q, self.layer.out_min, self.layer.out_max)
+        x_real, w_real, out = self._saved
+        d = straight_through(dy, out, self.layer.out_min, self.layer.out_max)
         self.grads["w"] += d.T @ x_real
         self.grads["b"] += d.sum(axis=0)
         return d @ w_real

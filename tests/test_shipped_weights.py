@@ -1,5 +1,8 @@
-"""The shipped model: it loads, and its integer top-1 on the CIFAR-10 test set equals the
-figure in its model card exactly (inference is deterministic, so "equal" means equal)."""
+"""Every shipped model (``weights/*.npz`` with its model card ``.json``): it loads, its layers
+follow its card's scheme, and its integer top-1 on the CIFAR-10 test set equals the figure in
+its card exactly (inference is deterministic, so "equal" means equal).  A model added to
+weights/ with its card is checked here with no change to this file."""
+import glob
 import json
 import os
 
@@ -7,29 +10,41 @@ import numpy as np
 import pytest
 
 import promref
+from promref.architectures import SCHEMES
 from promref.cli import main as cli_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS = os.path.join(ROOT, "weights", "mbv2_prom.npz")
-CARD = os.path.join(ROOT, "weights", "mbv2_prom.json")
+SHIPPED = sorted(path for path in glob.glob(os.path.join(ROOT, "weights", "*.npz"))
+                 if os.path.exists(os.path.splitext(path)[0] + ".json"))
+EXPECTED = ("mbv2_prom.npz",)   # at least these are shipped (mbv2_int8.npz joins with round 3)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(WEIGHTS),
-                                reason="weights/mbv2_prom.npz is not trained and committed yet")
+
+def _card(path):
+    with open(os.path.splitext(path)[0] + ".json") as f:
+        return json.load(f)
 
 
-def test_shipped_weights_load_and_are_prom():
-    model = promref.load(WEIGHTS)
-    kinds = {layer.kind: layer.op for layer in model.layers}
-    assert kinds["expand"] == kinds["project"] == "pointwise_ternary"
+def test_the_expected_models_are_shipped_with_cards():
+    assert set(EXPECTED) <= {os.path.basename(p) for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
+def test_shipped_weights_load_and_follow_their_scheme(path):
+    model = promref.load(path)
+    scheme = _card(path)["config"]["scheme"]
+    ternary = {layer.name for layer in model.layers if layer.op == "pointwise_ternary"}
+    wanted = {layer.name for layer in model.layers if layer.kind in SCHEMES[scheme]}
+    assert ternary == wanted and (scheme == "int8") == (not ternary), scheme
     assert model.num_classes == 10
 
 
-def test_shipped_weights_accuracy_matches_model_card(capsys, cifar10_root):
-    """The documented command (docs/training.md): promref evaluate weights/mbv2_prom.npz."""
-    with open(CARD) as f:
-        card = json.load(f)
+@pytest.mark.parametrize("path", SHIPPED, ids=os.path.basename)
+def test_shipped_weights_accuracy_matches_model_card(path, capsys, cifar10_root):
+    """The documented command (docs/training.md): promref evaluate WEIGHTS."""
+    card = _card(path)
     assert card["test_images"] == 10_000 and card["dataset"].startswith("CIFAR-10")
-    assert cli_main(["evaluate", WEIGHTS, "--data", cifar10_root]) == 0
+    assert cli_main(["evaluate", path, "--data", cifar10_root]) == 0
     out = capsys.readouterr().out
     assert "on 10,000 test images" in out and "reproduced exactly" in out, out
 

@@ -170,6 +170,35 @@ def test_depthwise_forward_backward(n, h, w, c, stride, seed):
     assert_grad_close(dk, numeric_grad(loss, k, 1e-2), what="dw")
 
 
+def depthwise_taps_float32(x, k, stride):
+    """The documented summation of F.depthwise_forward in NumPy float32: per output, 0 plus
+    the in-image taps in (row, column) order, out-of-image taps skipped (not added as 0)."""
+    n, h, w, c = x.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    y = np.zeros((n, ho, wo, c), np.float32)
+    for i in range(ho):
+        for j in range(wo):
+            for a in range(3):
+                for e in range(3):
+                    r, s = i * stride + a - 1, j * stride + e - 1
+                    if 0 <= r < h and 0 <= s < w:
+                        y[:, i, j] += x[:, r, s] * k[a, e]
+    return y
+
+
+@FAST
+@given(n=N, h=HW, w=HW, c=CH, stride=STRIDE, seed=SEED)
+def test_depthwise_forward_bits_are_its_documented_sum(n, h, w, c, stride, seed):
+    """Bit for bit (the float run's resume depends on it), signed zeros included."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, h, w, c)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = -0.0
+    k = rng.normal(size=(3, 3, c)).astype(np.float32)
+    k[rng.random(k.shape) < 0.2] = 0.0
+    np.testing.assert_array_equal(F.depthwise_forward(x, k, stride, 1).view(np.int32),
+                                  depthwise_taps_float32(x, k, stride).view(np.int32))
+
+
 @FAST
 @given(n=N, h=HW, w=HW, c=CH, stride=STRIDE, seed=SEED)
 def test_im2col_layout(n, h, w, c, stride, seed):

@@ -26,8 +26,9 @@ still half the stride-1 work) and ``gather_rows`` drops them.
 import numpy as np
 from numba.extending import register_jitable
 
-#: input values per chunk to aim at (half as many centres): scratch stays in L1/L2
-CHUNK_VALUES = 8192
+#: input values per chunk to aim at (half as many centres): the masks, planes and ``acc`` stay
+#: in L1/L2 (4096 measured ~1.2x faster than 8192 on the CIFAR 32 x 32 layer)
+CHUNK_VALUES = 4096
 
 
 def fits(kernel, stride, padding, h, w):

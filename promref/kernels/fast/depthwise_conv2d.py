@@ -13,6 +13,8 @@ channel-major layout (``_layout``).  With ``w' = w - zw``:
   At stride 2 with even H and W (every stride-2 MobileNetV2 layer) the same
   masked taps run over the input's parity planes instead, at half the centres
   instead of all of them (``_parity``).
+* at most FEW_PIXELS pixels per channel (batch 1, deep layers): any kernel,
+  vectorised over channels (``_depthwise_pixels``);
 * any other kernel or padding: a direct loop that skips the taps falling
   into the padding (same argument), for completeness.
 
@@ -24,10 +26,17 @@ import numpy as np
 from numba import prange
 
 from . import _parity, _stencil
+from ._depthwise_pixels import depthwise_few_pixels
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, output_size, workers_for
 from ._requant import is_double, requant_arrays, requantize, requantize_row
+
+
+#: at most this many pixels per channel (N * H * W) run ``_depthwise_pixels`` (vectorised over
+#: channels): batch 1 at 4 x 4 (3.5x faster than the stencil there); at 7 x 7 the two tie,
+#: at 8 x 8 stride 1 the stencil is 1.3x faster (docs/performance.md)
+FEW_PIXELS = 32
 
 
 def prepare(layer):
@@ -114,8 +123,12 @@ def _depthwise_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stri
                                                         zero_point, lo, hi, double)
 
 
-def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
-    """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major)."""
+def depthwise_conv2d_cm(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS):
+    """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major).
+
+    ``few_pixels``: the most pixels per channel that run vectorised over channels (the
+    tests move it to force either path; no value changes a result, only the speed).
+    """
     w, bias = prepare(layer)
     multiplier, shift = requant_arrays(layer)
     c, n, h, wd = x.shape
@@ -126,7 +139,12 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
     x = np.ascontiguousarray(x)
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if _parity.fits(layer.kernel, layer.stride, layer.padding, h, wd):
+    if n * h * wd <= few_pixels:
+        wt = cached(layer, ("fast.depthwise_conv2d.by_tap", layer.weight_zero_point),
+                    lambda: np.ascontiguousarray(w.T), layer.weights)
+        depthwise_few_pixels(x, wt, bias, multiplier, shift, *geometry[:1], int(layer.kernel), *geometry[1:],
+                             *output, out)
+    elif _parity.fits(layer.kernel, layer.stride, layer.padding, h, wd):
         most = _parity.chunk_images(h, wd)                 # every chunk uses a prefix of the same masks
         taps = cached(layer, ("fast.depthwise_conv2d.parity", h, wd, top, left),
                       lambda: _parity.tap_geometry(most, h, wd, top, left), layer.weights)
@@ -144,6 +162,6 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
     return out
 
 
-def depthwise_conv2d(x, layer, in_zero_point, rounding):
+def depthwise_conv2d(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS):
     """int8 [N, H, W, C] -> int8 [N, Ho, Wo, C]: ``depthwise_conv2d_cm`` between NHWC conversions."""
-    return to_nhwc(depthwise_conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding))
+    return to_nhwc(depthwise_conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding, few_pixels))

@@ -7,7 +7,9 @@ on the very inputs a forward pass gives it, from a trace; a 1x1 layer whose resi
 add the engine fuses is timed fused, and the add's row then reads 0) and, with ``--ort``, ONNX Runtime's
 kernel time for the matching node (its built-in profiler) of the uint8-activation
 QOperator graph that ``python -m promref.bench --vs onnxruntime`` uses.
-Set NUMBA_NUM_THREADS before starting it; ORT gets ``--threads``.
+Set NUMBA_NUM_THREADS before starting it; ORT gets ``--threads``.  ``--forward`` also
+times whole forward passes (``model.forward``): the difference between their minimum and
+the sum of the layer times is what runs outside the kernels (Python, layout conversions).
 """
 import argparse
 import collections
@@ -63,6 +65,17 @@ def promref_layer_times(model, x, repeats):
     return times
 
 
+def forward_times(model, x, seconds=3.0):
+    """Seconds of whole forward passes, repeated for ``seconds`` (at least 5)."""
+    model.forward(x, backend="numba")
+    runs, begin = [], time.perf_counter()
+    while time.perf_counter() - begin < seconds or len(runs) < 5:
+        start = time.perf_counter()
+        model.forward(x, backend="numba")
+        runs.append(time.perf_counter() - start)
+    return runs
+
+
 def ort_layer_times(model, x, threads, repeats):
     import onnxruntime as ort
 
@@ -99,6 +112,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--ort", action="store_true")
+    p.add_argument("--forward", action="store_true", help="also time whole forward passes")
     args = p.parse_args()
     model = random_model(args.config, args.width, "prom", seed=0)
     x = np.random.default_rng(0).integers(-128, 128, size=(args.batch, model.input.height, model.input.width, 3)
@@ -117,8 +131,12 @@ def main():
     print()
     for kind, (a, b) in sorted(by_op.items(), key=lambda t: -t[1][0]):
         print(f"{kind:<24s} promref {a * 1e3:8.2f} ms   ORT {b * 1e3:8.2f} ms")
-    print(f"{'total':<24s} promref {sum(v[0] for v in by_op.values()) * 1e3:8.2f} ms   "
-          f"ORT {sum(v[1] for v in by_op.values()) * 1e3:8.2f} ms")
+    total = sum(v[0] for v in by_op.values())
+    print(f"{'total':<24s} promref {total * 1e3:8.2f} ms   ORT {sum(v[1] for v in by_op.values()) * 1e3:8.2f} ms")
+    if args.forward:
+        runs = forward_times(model, x)
+        print(f"forward pass: min {min(runs) * 1e3:.2f} ms, median {statistics.median(runs) * 1e3:.2f} ms "
+              f"({len(runs)} runs); outside the layer kernels: {(min(runs) - total) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -205,7 +205,9 @@ def test_depthwise_conv2d(data):
     layer = Layer("dw", "depthwise", "depthwise_conv2d", ("input",), c, c, 0, kernel=kernel, stride=stride,
                   padding=padding, weights=int8_array(data, (kernel, kernel, c)), weight_zero_point=zw)
     finish_weighted(data, layer, zx)
-    assert_same(layer, int8_array(data, (n, h, w, c)), zx, data.draw(ROUNDING, label="rounding"))
+    few_pixels = data.draw(st.sampled_from([0, 10 ** 9]), label="few pixels")   # force either path
+    assert_same(layer, int8_array(data, (n, h, w, c)), zx, data.draw(ROUNDING, label="rounding"),
+                few_pixels=few_pixels)
 
 
 @pytest.mark.parametrize("padding", [(0, 1, 0, 1), (1, 0, 1, 0), (1, 1, 1, 1), (0, 0, 0, 0)])
@@ -224,6 +226,7 @@ def test_depthwise_3x3_paddings(padding, stride):
         if min(h + padding[0] + padding[1], h + 1 + padding[2] + padding[3]) >= 3:
             for rounding in arith.ROUNDING_MODES:
                 assert_same(layer, x, 3, rounding)
+                assert_same(layer, x, 3, rounding, few_pixels=0)
 
 
 @SETTINGS
@@ -439,7 +442,7 @@ def test_3x3_stencil_over_several_chunks(n, h, w, stride):
                      multiplier=rng.integers(1 << 29, 1 << 31, 20).astype(np.int32), shift=np.full(20, -11, np.int32))
         validate._check_weighted(stem, "test layer", 7)
         for rounding in arith.ROUNDING_MODES:
-            assert_same(dw, rng.integers(-128, 128, (n, h, w, c)).astype(np.int8), 7, rounding)
+            assert_same(dw, rng.integers(-128, 128, (n, h, w, c)).astype(np.int8), 7, rounding, few_pixels=0)
             assert_same(stem, rng.integers(-128, 128, (n, h, w, 3)).astype(np.int8), 7, rounding)
 
 
@@ -481,3 +484,37 @@ def test_fused_residual_add(data):
     x, residual = int8_array(data, (n, h, w, cin)), int8_array(data, (n, h, w, cout))
     assert_fused_same(layer, add, x, residual, zx, zr, data.draw(ROUNDING, label="rounding"), project_first,
                       block=data.draw(BLOCKS, label="block"), **options)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("h, w", [(2, 2), (4, 6), (8, 8), (16, 10), (32, 32), (7, 8), (8, 7), (9, 9)])
+def test_stride2_depthwise_parity_planes(threads, h, w):
+    """Stride-2 depthwise 3x3 (``_parity`` for even H and W, the stride-1 stencil for odd ones):
+    every padding of 0 or 1, several chunks and a partial last one, 1 and 2 threads, both roundings."""
+    import numba
+    from promref.kernels.fast import _parity
+    rng = np.random.default_rng(h * 100 + w)
+    n = 2 * _parity.chunk_images(h, w) + 1
+    c = 6
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        for padding in ((1, 1, 1, 1), (0, 1, 0, 1), (1, 0, 0, 1), (0, 0, 1, 0)):
+            if min(h + padding[0] + padding[1], w + padding[2] + padding[3]) < 3:
+                continue
+            layer = Layer("dw", "depthwise", "depthwise_conv2d", ("input",), c, c, -3, out_min=-128, out_max=90,
+                          kernel=3, stride=2, padding=padding, weight_zero_point=3,
+                          weights=rng.integers(-128, 128, (3, 3, c)).astype(np.int8),
+                          bias=rng.integers(-5000, 5000, c).astype(np.int32),
+                          multiplier=rng.integers(1 << 29, 1 << 31, c).astype(np.int32),
+                          shift=np.full(c, -9, np.int32))
+            validate._check_weighted(layer, "test layer", -5)
+            for array in (layer.weights, layer.bias, layer.multiplier, layer.shift):
+                array.setflags(write=False)     # frozen like a loaded model: the cached tap geometry is used
+            x = rng.integers(-128, 128, (n, h, w, c)).astype(np.int8)
+            for rounding in arith.ROUNDING_MODES:
+                assert_same(layer, x, -5, rounding, few_pixels=0)
+                assert_same(layer, x[:1], -5, rounding, few_pixels=0)
+                assert_same(layer, x[:1], -5, rounding, few_pixels=h * w)
+    finally:
+        numba.set_num_threads(before)

@@ -10,6 +10,11 @@ channel-major layout (``_layout``).  With ``w' = w - zw``:
   one flat loop, and the output pixels (stride 1 or 2) are requantized in one
   run straight into the output plane (``_stencil``).  Padding holds ``zx``
   in the reference, which contributes ``w' * 0``: exactly the masked zeros.
+  At stride 2 with even H and W (every stride-2 MobileNetV2 layer) the same
+  masked taps run over the input's parity planes instead, at half the centres
+  instead of all of them (``_parity``).
+* at most FEW_PIXELS pixels per channel (batch 1, deep layers): any kernel,
+  vectorised over channels (``_depthwise_pixels``);
 * any other kernel or padding: a direct loop that skips the taps falling
   into the padding (same argument), for completeness.
 
@@ -20,11 +25,18 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import _stencil
+from . import _parity, _stencil
+from ._depthwise_pixels import depthwise_few_pixels
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, output_size, workers_for
 from ._requant import is_double, requant_arrays, requantize, requantize_row
+
+
+#: at most this many pixels per channel (N * H * W) run ``_depthwise_pixels`` (vectorised over
+#: channels): batch 1 at 4 x 4 (3.5x faster than the stencil there); at 7 x 7 the two tie,
+#: at 8 x 8 stride 1 the stencil is 1.3x faster (docs/performance.md)
+FEW_PIXELS = 32
 
 
 def prepare(layer):
@@ -62,6 +74,34 @@ def _depthwise_3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, le
 
 
 @numba.njit(**JIT)
+def _depthwise_3x3_stride2(x, w, bias, multiplier, shift, in_zero_point, chunk, planes_of, offsets, masks,
+                           zero_point, lo, hi, double, workers, out):
+    """Stride 2, even H and W: x int8 [C, N, H, W] -> out int8 [C, N, Ho, Wo] over parity planes
+    (``_parity``); jobs are (channel, chunk of images) pairs."""
+    c, n, h, wd = x.shape
+    _, _, ho, wo = out.shape
+    chunks, pad = (n + chunk - 1) // chunk, _parity.margin(wd)
+    planes, outs = x.reshape(c, n * h * wd), out.reshape(c, n * ho * wo)
+    m = _parity.mask_views(masks)
+    for worker in prange(workers):
+        split = np.zeros((2, chunk * h * wd // 2 + 2 * pad), np.int16)
+        acc = np.empty(chunk * h * wd // 2, np.int32)
+        picked = np.empty(chunk * ho * wo, np.int32)
+        p = _parity.tap_views(split, planes_of, offsets, pad)
+        for job in range(worker, c * chunks, workers):
+            ch = job // chunks
+            n0 = job % chunks * chunk
+            k = min(chunk, n - n0)
+            _parity.split_pairs(planes[ch][n0 * h * wd:], in_zero_point, k * h * wd // 2, pad, split)
+            w9 = w[ch]
+            for q in range(k * h * wd // 2):
+                acc[q] = _stencil.tap_sum(p, m, w9, q)
+            _parity.gather_rows(acc, k, h, wd, ho, wo, picked)
+            requantize_row(picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
+                           outs[ch][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+
+
+@numba.njit(**JIT)
 def _depthwise_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stride, top, left,
                       zero_point, lo, hi, double, workers, out):
     """Any kernel and padding: x int8 [C, N, H, W] -> out int8 [C, N, Ho, Wo]; jobs are channels."""
@@ -83,8 +123,12 @@ def _depthwise_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stri
                                                         zero_point, lo, hi, double)
 
 
-def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
-    """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major)."""
+def depthwise_conv2d_cm(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS):
+    """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major).
+
+    ``few_pixels``: the most pixels per channel that run vectorised over channels (the
+    tests move it to force either path; no value changes a result, only the speed).
+    """
     w, bias = prepare(layer)
     multiplier, shift = requant_arrays(layer)
     c, n, h, wd = x.shape
@@ -95,7 +139,18 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
     x = np.ascontiguousarray(x)
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if _stencil.fits(layer.kernel, layer.padding):
+    if n * h * wd <= few_pixels:
+        wt = cached(layer, ("fast.depthwise_conv2d.by_tap", layer.weight_zero_point),
+                    lambda: np.ascontiguousarray(w.T), layer.weights)
+        depthwise_few_pixels(x, wt, bias, multiplier, shift, *geometry[:1], int(layer.kernel), *geometry[1:],
+                             *output, out)
+    elif _parity.fits(layer.kernel, layer.stride, layer.padding, h, wd):
+        most = _parity.chunk_images(h, wd)                 # every chunk uses a prefix of the same masks
+        taps = cached(layer, ("fast.depthwise_conv2d.parity", h, wd, top, left),
+                      lambda: _parity.tap_geometry(most, h, wd, top, left), layer.weights)
+        _depthwise_3x3_stride2(x, w, bias, multiplier, shift, int(in_zero_point), min(n, most), *taps, *output,
+                               workers_for(c * -(-n // most), 9 * out.size), out)
+    elif _stencil.fits(layer.kernel, layer.padding):
         most = _stencil.chunk_images(h, wd)                # every chunk uses a prefix of the same masks
         masks = cached(layer, ("fast.depthwise_conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd),
                        layer.weights)
@@ -107,6 +162,6 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding):
     return out
 
 
-def depthwise_conv2d(x, layer, in_zero_point, rounding):
+def depthwise_conv2d(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS):
     """int8 [N, H, W, C] -> int8 [N, Ho, Wo, C]: ``depthwise_conv2d_cm`` between NHWC conversions."""
-    return to_nhwc(depthwise_conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding))
+    return to_nhwc(depthwise_conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding, few_pixels))

@@ -47,9 +47,10 @@ from ._options import BLOCK, JIT, channel_group, pixel_block, workers_for
 from ._requant import add_residual_row, is_double, requant_arrays, requantize_row
 from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
-#: up to this many pixels per call the masked kernel is faster: 1.6-2.1x at 16 pixels
-#: (batch 1, 4 x 4), 0.4-0.9x at 64 (docs/performance.md)
-FEW_PIXELS = 32
+#: up to this many pixels per call the masked kernel is faster: round 3, channel-major,
+#: summed over the layers of each size: 3.3x at 16 pixels (batch 1, 4 x 4), 1.35x at 49
+#: (ImageNet 7 x 7), 0.8x at 64 (docs/performance.md)
+FEW_PIXELS = 49
 
 #: the residual and table arguments of an unfused call
 NO_RESIDUAL = np.zeros((0, 0), np.int8)

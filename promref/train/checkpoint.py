@@ -40,6 +40,11 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _first(names, count=5):
+    """The first ``count`` of a list of names, and '...' when there are more (error messages stay short)."""
+    return f"{names[:count]}{'...' if len(names) > count else ''}"
+
+
 def _partial(where, meta):
     """The meta record's ``partial`` entry, checked -> EpochInProgress, or None when it has none."""
     record = meta.get("partial")
@@ -86,7 +91,7 @@ def read_meta(reader):
         meta = loads_json(raw.tobytes())
     except ValueError as e:
         raise CheckpointError(f"{reader.where}: member 'meta' is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int) or isinstance(meta["epoch"], bool) \
+    if not isinstance(meta, dict) or not _is_int(meta.get("epoch")) \
             or not isinstance(meta.get("history"), list) or not isinstance(meta.get("config"), dict):
         raise CheckpointError(f"{reader.where}: meta must hold an int 'epoch', a 'history' list and a 'config'")
     _partial(reader.where, meta)
@@ -109,8 +114,8 @@ def _check_arrays(where, arrays, wanted):
     """``arrays`` must have exactly the keys, shapes and dtypes of ``wanted``, and finite values."""
     missing, extra = sorted(set(wanted) - set(arrays)), sorted(set(arrays) - set(wanted))
     if missing or extra:
-        raise CheckpointError(f"{where}: does not match this network: missing {missing[:5]}"
-                              f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}{'...' if len(extra) > 5 else ''}")
+        raise CheckpointError(f"{where}: does not match this network: missing {_first(missing)}, "
+                              f"unexpected {_first(extra)}")
     for key, want in wanted.items():
         got = arrays[key]
         if got.shape != want.shape or got.dtype != want.dtype:

@@ -15,8 +15,8 @@ modes:
     treats rounding as identity (straight-through estimator) and passes no
     gradient where the output was clamped.
 
-Shapes: float feature maps NHWC (int8 codes NHWC or channel-major: :class:`QTensor`); pointwise weights [Cout, Cin]; depthwise [3, 3, C];
-stem [Cout, 3, 3, Cin]; classifier [K, C].
+Shapes: float feature maps NHWC (int8 codes NHWC or channel-major: :class:`QTensor`);
+pointwise weights [Cout, Cin]; depthwise [3, 3, C]; stem [Cout, 3, 3, Cin]; classifier [K, C].
 """
 import numpy as np
 
@@ -251,23 +251,24 @@ class ConvFloatUnit(Unit):
         return w_fold.astype(np.float32), (self.params["beta"] - mean * k).astype(np.float32), k
 
 
+def _dequantize(op, codes, scale):
+    """Integer weight codes times their per-output-channel scale, float32 (a depthwise conv's
+    channels are its last axis, every other conv's its first)."""
+    if op == "depthwise_conv2d":
+        return codes.astype(np.float32) * scale
+    return codes.astype(np.float32) * scale.reshape((-1,) + (1,) * (codes.ndim - 1))
+
 
 class ConvUnit(ConvFloatUnit):
     """A :class:`ConvFloatUnit` that also quantizes: its integer layer (to_layer), the QAT
     forward through the integer kernels and its straight-through backward."""
 
-    def _dequantize(self, codes, scale):
-        """Integer codes times their per-output-channel scale, float32."""
-        if self.op == "depthwise_conv2d":
-            return codes.astype(np.float32) * scale
-        return codes.astype(np.float32) * scale.reshape((-1,) + (1,) * (codes.ndim - 1))
-
     def layer_real_weights(self, layer):
         """The real (dequantized, folded) weights of ``layer``, in this unit's layout."""
-        return self._dequantize(layer.weights.reshape(self.params["w"].shape), layer.weight_scale)
+        return _dequantize(self.op, layer.weights.reshape(self.params["w"].shape), layer.weight_scale)
 
     def _dequantized(self, w):
-        return self._dequantize(*self._quantized_weights(w))
+        return _dequantize(self.op, *self._quantized_weights(w))
 
     def _quantized_weights(self, w_fold):
         """-> (integer codes in the engine's layout, float32 scale per output channel)."""
@@ -278,9 +279,7 @@ class ConvUnit(ConvFloatUnit):
 
     def out_qparams(self):
         """(scale, zero point, clamp min, clamp max) of this unit's int8 output."""
-        if self.relu6:
-            return RELU6_SCALE, RELU6_ZERO_POINT, -128, 127
-        scale, zero_point = self.observer.qparams()
+        scale, zero_point = (RELU6_SCALE, RELU6_ZERO_POINT) if self.relu6 else self.observer.qparams()
         return scale, zero_point, -128, 127
 
     def to_layer(self, in_scale, in_zero_point):

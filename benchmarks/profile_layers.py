@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from promref import engine  # noqa: E402
+from promref.bench import machine_line  # noqa: E402
 from promref.kernels import fast  # noqa: E402
 from promref.synthetic import random_model  # noqa: E402
 
@@ -120,6 +121,7 @@ def main():
     ours = promref_layer_times(model, x, args.repeats)
     theirs = ort_layer_times(model, x, args.threads, args.repeats) if args.ort else {}
     by_op = collections.defaultdict(lambda: [0.0, 0.0])
+    print(machine_line())
     print(f"{'layer':<16s} {'op':<18s} {'promref ms':>10s} {'ORT ms':>8s} {'ratio':>6s}")
     for layer in model.layers:
         a, b = ours[layer.name], theirs.get(layer.name, float("nan"))

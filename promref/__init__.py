@@ -14,6 +14,12 @@ import os
 # user set wins, and it must be set before the first parallel kernel runs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# 512-bit vectors for the kernels on AVX-512 CPUs that LLVM tunes for 256 bits: before any
+# module defines a kernel, since Numba fixes its target once a process (_vector_width).
+from ._vector_width import allow_512_bit_vectors  # noqa: E402
+
+WIDE_VECTORS = allow_512_bit_vectors()
+
 from .api import Prediction, infer, predict, softmax  # noqa: E402
 from .errors import ImageError, OverflowRiskError, PromrefError, ShapeError, WeightsFormatError  # noqa: E402
 from .format import load, save  # noqa: E402

@@ -144,6 +144,21 @@ def run_case(config, backend, batch, threads, opts, weights=None, onnx_path=None
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def machine_line():
+    """The CPU and the vector width of the kernels, printed with every benchmark (figures depend on both)."""
+    import platform
+
+    import promref
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"CPU: {cpu}, {os.cpu_count()} logical cores; 512-bit kernel vectors: " \
+           f"{'on' if promref.WIDE_VECTORS else 'off'} (promref._vector_width)"
+
+
 def _versus_onnxruntime(args):
     """``--vs onnxruntime``: promref numba against ONNX Runtime uint8 QOperator, per case."""
     import onnx
@@ -155,6 +170,7 @@ def _versus_onnxruntime(args):
           f"{args.weights or f'random MobileNetV2 ({args.scheme}, width {args.width})'}")
     print(f"each case: {args.rounds} alternating rounds of one subprocess per engine, median of up to "
           f"{args.repeats} runs each; ratio = promref time / ORT time (median over rounds)")
+    print(machine_line())
     if os.environ.get("OMP_WAIT_POLICY"):
         print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     header = (f"{'config':<9s} {'batch':>5s} {'thr':>3s} {'promref ms/img':>14s} {'ORT ms/img':>10s} "
@@ -228,6 +244,7 @@ def main(argv=None):
         return 0
     what = args.weights or f"random MobileNetV2 ({args.scheme}, width {args.width})"
     print(f"promref inference benchmark: {what}; median of up to {args.repeats} runs per case")
+    print(machine_line())
     print(f"{'config':<9s} {'backend':<7s} {'batch':>5s} {'threads':>7s} {'img/s':>9s} {'ms/img':>9s} "
           f"{'peak RSS MB':>11s} {'vs numpy':>9s}")
     for config in args.configs:

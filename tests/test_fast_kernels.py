@@ -518,3 +518,21 @@ def test_stride2_depthwise_parity_planes(threads, h, w):
                 assert_same(layer, x[:1], -5, rounding, few_pixels=h * w)
     finally:
         numba.set_num_threads(before)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_stride2_3x3_column_split(data):
+    """Stride-2 3x3 convolutions over wide planes of even width (the ImageNet stem): ``_column_split``,
+    every padding of 0 or 1, odd and even H, several images per chunk and one per chunk."""
+    from promref.kernels.fast import _column_split
+    padding = tuple(data.draw(st.lists(st.integers(0, 1), min_size=4, max_size=4), label="padding"))
+    w = 2 * data.draw(st.integers(_stencil.ROW_BY_ROW // 2, 70), label="W/2")
+    h = data.draw(st.integers(max(1, 3 - padding[0] - padding[1]), 70), label="H")
+    assert _column_split.fits(3, 2, padding, w)
+    n, cin, cout = (data.draw(st.integers(1, hi), label=name) for name, hi in (("N", 3), ("Cin", 4), ("Cout", 20)))
+    zx, zw = data.draw(INT8, label="zx"), data.draw(INT8, label="zw")
+    layer = Layer("conv", "stem", "conv2d", ("input",), cin, cout, 0, kernel=3, stride=2, padding=padding,
+                  weights=int8_array(data, (cout, 3, 3, cin)), weight_zero_point=zw)
+    finish_weighted(data, layer, zx)
+    assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"))

@@ -2,7 +2,7 @@
 
 With ``w' = w - zw`` the reference computes
 ``acc[o, n, i, j] = bias[o] + sum_{a, b, c} w'[o, a, b, c] * (xpad[c, n, s*i+a, s*j+b] - zx)``.
-Three kernels, all exact in int32 (every partial sum of the terms is below
+Four kernels, all exact in int32 (every partial sum of the terms is below
 the accumulator bound, which the loader proves to be < 2**31):
 
 * 1x1, stride 1 (the int8 scheme's expand, project and last convs): the
@@ -12,7 +12,11 @@ the accumulator bound, which the loader proves to be < 2**31):
   pixels of raw int8 inputs (``|w' * x| <= |w'| * 128`` keeps the raw sums
   within the bound).  A 1x1 kernel has no padding.  It can fuse the residual
   add that follows it, as the ternary kernel does.
-* 3 x 3 with padding 0 or 1 (the stem): for a chunk of images, each input
+* 3 x 3, stride 2, padding 0 or 1, even W of at least 64 (the ImageNet stem):
+  each input channel of a chunk is split into its even and odd columns, and
+  every output row is one loop of Wo masked taps over those planes
+  (``_column_split``): no centre is summed that the output does not need.
+* other 3 x 3 with padding 0 or 1 (the CIFAR stem): for a chunk of images, each input
   channel is copied, centred, into an int16 plane and every output channel
   is 3 x 9 masked flat tap loops over those planes (``_stencil``),
   requantized straight into its output plane.
@@ -25,7 +29,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from . import _stencil
+from . import _column_split, _parity, _stencil
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import BLOCK, JIT, channel_group, output_size, pixel_block, workers_for
@@ -127,6 +131,31 @@ def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, ch
 
 
 @numba.njit(**JIT)
+def _conv3x3_columns(x, w, bias, multiplier, shift, in_zero_point, top, chunk, planes_of, offsets, masks,
+                     zero_point, lo, hi, double, workers, out):
+    """Stride 2, even W (``_column_split``): x int8 [Cin, N, H, W] -> out int8 [Cout, N, Ho, Wo]; jobs as ``_conv3x3``."""
+    cin, n, h, wd = x.shape
+    cout, _, ho, wo = out.shape
+    chunks, groups = (n + chunk - 1) // chunk, (cout + OUT_GROUP - 1) // OUT_GROUP
+    pad = _column_split.margin(wd)
+    planes, outs = x.reshape(cin, n * h * wd), out.reshape(cout, n * ho * wo)
+    for worker in prange(workers):
+        split = np.zeros((cin, 2, chunk * h * wd // 2 + 2 * pad), np.int16)
+        acc = np.empty(chunk * ho * wo, np.int32)
+        for job in range(worker, chunks * groups, workers):
+            n0 = job // groups * chunk
+            k = min(chunk, n - n0)
+            for c in range(cin):
+                _parity.split_pairs(planes[c][n0 * h * wd:], in_zero_point, k * h * wd // 2, pad, split[c])
+            for o in range(job % groups * OUT_GROUP, min(job % groups * OUT_GROUP + OUT_GROUP, cout)):
+                for c in range(cin):
+                    _column_split.output_rows(split[c], planes_of, offsets, masks, pad, w[o, c], k, h, wd, ho, wo,
+                                              top, acc, c > 0)
+                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                               outs[o][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+
+
+@numba.njit(**JIT)
 def _conv_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stride, top, left,
                  zero_point, lo, hi, double, workers, out):
     """Any kernel, stride and padding: x int8 [Cin, N, H, W] -> out int8 [Cout, N, Ho, Wo]; jobs are outputs."""
@@ -178,7 +207,13 @@ def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, tab
     wo = output_size(wd, layer.kernel, layer.stride, left, right)
     out = np.empty((cout, n, ho, wo), np.int8)
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if _stencil.fits(layer.kernel, layer.padding):
+    if _column_split.fits(layer.kernel, layer.stride, layer.padding, wd):
+        most = _stencil.chunk_images(h, wd)                  # every chunk uses a prefix of the same masks
+        geometry = cached(layer, ("fast.conv2d.columns", h, wd), lambda: _column_split.tap_geometry(
+            most, h, wd, top, left), layer.weights)
+        _conv3x3_columns(x, w, bias, multiplier, shift, int(in_zero_point), int(top), min(n, most), *geometry,
+                         *output, workers_for(-(-n // most) * -(-cout // OUT_GROUP), 9 * out.size * cin), out)
+    elif _stencil.fits(layer.kernel, layer.padding):
         most = _stencil.chunk_images(h, wd)
         masks = cached(layer, ("fast.conv2d.masks", h, wd), lambda: _stencil.tap_masks(most, h, wd), layer.weights)
         _conv3x3(x, w, bias, multiplier, shift, *geometry, min(n, most), masks, *output,

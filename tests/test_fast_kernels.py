@@ -148,8 +148,8 @@ def test_conv2d_1x1(data):
 #: 1x1 channel counts: any small count, or a multiple of 8 (as in MobileNetV2)
 CHANNELS_1X1 = st.one_of(st.integers(1, 70), st.integers(1, 9).map(lambda k: 8 * k))
 #: pixels per job of the 1x1 kernels (multiples of LANES): small blocks give many blocks and
-#: odd tails within one test; BLOCK is what the engine uses
-BLOCKS = st.sampled_from([32, 64, 96, _options.BLOCK])
+#: odd tails within one test; None is what the engine uses (BLOCK for int8 1x1, rows_block for ternary)
+BLOCKS = st.sampled_from([32, 64, 96, _options.BLOCK, None])
 #: the ternary kernel's two strategies (row sums over pixels, masked sums over channels) and the default
 TERNARY_METHODS = st.sampled_from(["rows", "masked", None])
 
@@ -536,3 +536,19 @@ def test_stride2_3x3_column_split(data):
                   weights=int8_array(data, (cout, 3, 3, cin)), weight_zero_point=zw)
     finish_weighted(data, layer, zx)
     assert_same(layer, int8_array(data, (n, h, w, cin)), zx, data.draw(ROUNDING, label="rounding"))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_pointwise_ternary_engine_blocks(data):
+    """The engine's ternary blocks (``rows_block``: up to MAX_BLOCK pixels for few input rows)
+    over tensors of several such blocks and a partial last one."""
+    cin = data.draw(st.sampled_from([16, 24, 300]), label="Cin")
+    cout = data.draw(st.integers(1, 40), label="Cout")
+    assert 4608 > _options.rows_block(cin)          # 2 x 48 x 48 pixels: more than one block
+    zx = data.draw(INT8, label="zx")
+    layer = Layer("pw", "expand", "pointwise_ternary", ("input",), cin, cout, 0,
+                  weights=ternary_weights(data, (cout, cin)))
+    finish_weighted(data, layer, zx)
+    assert_same(layer, int8_array(data, (2, 48, 48, cin)), zx, data.draw(ROUNDING, label="rounding"),
+                method="rows")

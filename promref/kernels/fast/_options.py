@@ -13,13 +13,23 @@ from . import _disk_cache  # noqa: F401 - installs the cache locators first
 #: integer sums are reordered freely anyway because they are exact.
 JIT = dict(parallel=True, cache=True, fastmath=False, nogil=True)
 
-#: pixels per block in the 1x1 kernels.  The inner loops run over the pixels
+#: pixels per block in the int8 1x1 kernel (and the least in the ternary one).  The inner loops run over the pixels
 #: of a block: long loops keep LLVM in its unrolled vector body (a short loop
 #: spends much of its time in the remainder code) and amortise the
 #: per-output-channel work, while the block's input rows (Cin x BLOCK bytes,
 #: at most 480 KB) stay in L2.  Measured on the CIFAR MobileNetV2
 #: (docs/performance.md): 512 beats 192 by ~1.25x, 256 by ~1.1x.  A multiple of LANES.
 BLOCK = 512
+
+#: the ternary 1x1 kernel's block is as long as its input rows allow: the rows of one block
+#: (Cin x block bytes) take at most ROW_BYTES, between BLOCK and MAX_BLOCK pixels.  Its
+#: per-row work (the views of four rows, LLVM's run-time alias checks) is paid once per
+#: block, so long blocks amortise it; 512 KB of rows still fit the L2 of the CPUs measured
+#: (1 MB on Zen 4, 2 MB on Emerald Rapids).  Measured against a fixed 512 on the ternary
+#: layers (docs/performance.md): 1.34-1.37x (CIFAR b64) and 1.35x (ImageNet b16);
+#: 256 KB gave 1.24x, 1 MB 1.34-1.43x.
+ROW_BYTES = 1 << 19
+MAX_BLOCK = 4096
 
 #: blocks shorter than BLOCK (small tensors) are rounded up to a multiple of this
 #: (one 512-bit register of int16)
@@ -41,6 +51,11 @@ def pixel_block(block, pixels):
     if not (isinstance(block, (int, np.integer)) and block > 0 and block % LANES == 0):
         raise ValueError(f"block must be a positive multiple of {LANES} pixels, got {block!r}")
     return int(min(block, max(LANES, -(-pixels // LANES) * LANES)))
+
+
+def rows_block(cin):
+    """The ternary kernel's pixel block for ``cin`` input rows (see ROW_BYTES): a multiple of LANES."""
+    return int(min(MAX_BLOCK, max(BLOCK, ROW_BYTES // max(1, cin) // LANES * LANES)))
 
 
 def workers_for(jobs, work):

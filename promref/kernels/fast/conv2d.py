@@ -179,10 +179,10 @@ def _conv_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stride, t
                                                        zero_point, lo, hi, double)
 
 
-def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, table=None):
+def conv2d_cm(x, layer, in_zero_point, rounding, block=None, residual=None, table=None):
     """int8 [Cin, N, H, W] -> int8 [Cout, N, Ho, Wo] (channel-major).
 
-    ``block``: pixels per job of the 1x1 kernel; ``residual``/``table``: the fused
+    ``block``: pixels per job of the 1x1 kernel (None: BLOCK); ``residual``/``table``: the fused
     residual add of a 1x1 stride-1 layer (see ``pointwise_ternary_cm``).
     """
     multiplier, shift = requant_arrays(layer)
@@ -193,7 +193,7 @@ def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, tab
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
     if is_1x1(layer):
         pixels = n * h * wd
-        block = pixel_block(block, pixels)
+        block = pixel_block(BLOCK if block is None else block, pixels)
         group = channel_group(pixels, cout, block)
         fused = (NO_RESIDUAL, NO_TABLE) if table is None else (residual.reshape(cout, pixels), table)
         out = np.empty((cout, pixels), np.int8)
@@ -224,6 +224,6 @@ def conv2d_cm(x, layer, in_zero_point, rounding, block=BLOCK, residual=None, tab
     return out
 
 
-def conv2d(x, layer, in_zero_point, rounding, block=BLOCK):
+def conv2d(x, layer, in_zero_point, rounding, block=None):
     """int8 [N, H, W, Cin] -> int8 [N, Ho, Wo, Cout]: ``conv2d_cm`` between NHWC conversions."""
     return to_nhwc(conv2d_cm(to_channel_major(x), layer, in_zero_point, rounding, block))

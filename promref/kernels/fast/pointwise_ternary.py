@@ -9,7 +9,7 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
 * turns the weights, once per layer, into index lists: for each output
   channel the input channels it adds, then the ones it subtracts (CSR);
 * works on channel-major tensors (``_layout``): ``x[c]`` is input channel c
-  over every pixel of the batch, so a block of ``BLOCK`` pixels of one
+  over every pixel of the batch, so a block of pixels (``rows_block``) of one
   channel is a contiguous run of a row -- nothing is transposed;
 * for each output channel adds and subtracts whole runs.  The innermost
   loop is ``part[q] += (r0[q] + r1[q]) + (r2[q] + r3[q])`` over contiguous
@@ -43,7 +43,7 @@ from numba.extending import register_jitable
 
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
-from ._options import BLOCK, JIT, channel_group, pixel_block, workers_for
+from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
 from ._requant import add_residual_row, is_double, requant_arrays, requantize_row
 from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
@@ -166,12 +166,12 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
                     add_residual_row(y, residual[o][p0:p0 + count], table, out[o][p0:p0 + count], count)
 
 
-def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=BLOCK, method=None, residual=None, table=None):
+def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=None, method=None, residual=None, table=None):
     """int8 [Cin, N, H, W] -> int8 [Cout, N, H, W] (channel-major).
 
     ``method``: "rows" (the row sums above), "masked" (``_ternary_masked``,
     for few pixels) or None: "masked" up to FEW_PIXELS pixels, else "rows".
-    ``block`` (pixels per job of "rows", a multiple of LANES).  Neither
+    ``block`` (pixels per job of "rows", a multiple of LANES; None: ``rows_block(Cin)``).  Neither
     changes a result, only the speed; the tests force both methods and use
     small blocks to reach many blocks and tails.  ``residual`` (int8 [Cout, N, H, W])
     and ``table`` (``add.residual_table``): return the residual add of
@@ -192,7 +192,7 @@ def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=BLOCK, method=
         pointwise_ternary_masked(flat, plus, minus, bias, multiplier, shift, *output,
                                  workers_for(pixels, pixels * cin * cout), *fused, out)
     elif method == "rows":
-        block = pixel_block(block, pixels)
+        block = pixel_block(rows_block(cin) if block is None else block, pixels)
         group = channel_group(pixels, cout, block)
         _pointwise_ternary(flat, ptr, mid, rows, bias, multiplier, shift, *output, block, group,
                            workers_for(-(-pixels // block) * -(-cout // group), pixels * len(rows)), *fused, out)
@@ -201,6 +201,6 @@ def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=BLOCK, method=
     return out.reshape(cout, n, h, w)
 
 
-def pointwise_ternary(x, layer, in_zero_point, rounding, block=BLOCK, method=None):
+def pointwise_ternary(x, layer, in_zero_point, rounding, block=None, method=None):
     """int8 [N, H, W, Cin] -> int8 [N, H, W, Cout]: ``pointwise_ternary_cm`` between NHWC conversions."""
     return to_nhwc(pointwise_ternary_cm(to_channel_major(x), layer, in_zero_point, rounding, block, method))

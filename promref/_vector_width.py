@@ -42,6 +42,12 @@ def wider_features(features):
     return features + "," + PREFER_256
 
 
+def in_use():
+    """Whether Numba's target features in this process allow 512-bit vectors (ours or the user's)."""
+    from numba.core import config
+    return PREFER_256 in str(config.CPU_FEATURES or "").split(",")
+
+
 def allow_512_bit_vectors():
     """Set Numba's CPU features to the host's plus ``-prefer-256-bit`` (see above); return whether it did."""
     if os.environ.get("PROMREF_WIDE_VECTORS", "1") == "0":

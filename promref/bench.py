@@ -148,7 +148,7 @@ def machine_line():
     """The CPU and the vector width of the kernels, printed with every benchmark (figures depend on both)."""
     import platform
 
-    import promref
+    from ._vector_width import in_use
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -156,7 +156,7 @@ def machine_line():
     except OSError:
         pass
     return f"CPU: {cpu}, {os.cpu_count()} logical cores; 512-bit kernel vectors: " \
-           f"{'on' if promref.WIDE_VECTORS else 'off'} (promref._vector_width)"
+           f"{'on' if in_use() else 'off'} (promref._vector_width)"
 
 
 def _versus_onnxruntime(args):

@@ -60,3 +60,10 @@ def test_both_vector_widths_give_the_same_bits():
     if promref.WIDE_VECTORS:
         assert wide == "False"
     assert digest == forward_digest()
+
+
+def test_in_use_reports_what_import_set():
+    if not os.environ.get("NUMBA_CPU_FEATURES"):
+        assert _vector_width.in_use() == promref.WIDE_VECTORS
+    show = "print(promref._vector_width.in_use())"
+    assert _child(show, PROMREF_WIDE_VECTORS="0") == ["False"]

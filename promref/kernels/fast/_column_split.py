@@ -22,7 +22,7 @@ loader's bound on the sums over input channels.
 import numpy as np
 from numba.extending import register_jitable
 
-from ._stencil import ROW_BY_ROW, tap_sum
+from ._stencil import ROW_BY_ROW, store_taps
 
 
 def fits(kernel, stride, padding, w):
@@ -72,10 +72,4 @@ def output_rows(split, planes, offsets, masks, pad, w9, k, h, w, ho, wo, top, ac
                  split[planes[8]][pad + first + offsets[8]:])
             m = (masks[0][first:], masks[1][first:], masks[2][first:], masks[3][first:], masks[5][first:],
                  masks[6][first:], masks[7][first:], masks[8][first:])
-            out = acc[(img * ho + i) * wo:]
-            if accumulate:                  # two loops, not a test inside one: each vectorises
-                for q in range(wo):
-                    out[q] += tap_sum(p, m, w9, q)
-            else:
-                for q in range(wo):
-                    out[q] = tap_sum(p, m, w9, q)
+            store_taps(p, m, w9, wo, acc[(img * ho + i) * wo:], accumulate)

@@ -73,7 +73,12 @@ def masked_taps_3x3(plane, masks, w9, w, first, count, acc, accumulate):
          plane[first + w + 2:], plane[first + 2 * w:], plane[first + 2 * w + 1:], plane[first + 2 * w + 2:])
     m = (masks[0][first:], masks[1][first:], masks[2][first:], masks[3][first:], masks[5][first:],
          masks[6][first:], masks[7][first:], masks[8][first:])
-    out = acc[first:]
+    store_taps(p, m, w9, count, acc[first:], accumulate)
+
+
+@register_jitable
+def store_taps(p, m, w9, count, out, accumulate):
+    """out[q] (+)= tap_sum(p, m, w9, q) for q < count."""
     if accumulate:                  # two loops, not a test inside one: each vectorises
         for q in range(count):
             out[q] += tap_sum(p, m, w9, q)

@@ -56,6 +56,18 @@ def requantize_row(acc, bias, multiplier, shift, zero_point, lo, hi, double, out
 
 
 @register_jitable
+def requantize_into(acc, bias, multiplier, shift, zero_point, lo, hi, double, out, row, p0, count):
+    """out[row, p0 + q] = requantize(acc[q] + bias) for q < count, in place (no row view).
+
+    Unsigned pixel indices, as in ``pointwise_ternary.add_rows``: no view to count
+    references to, no wrap-around test in the vector loop.
+    """
+    base = np.uint64(p0)
+    for q in range(np.uint64(count)):
+        out[row, base + q] = requantize(np.int64(acc[q]) + bias, multiplier, shift, zero_point, lo, hi, double)
+
+
+@register_jitable
 def add_residual_row(y, residual, table, out, count):
     """out[q] = table[(residual[q] + 128) * 256 + y[q] + 128] for q < count: the fused residual add.
 
@@ -64,3 +76,11 @@ def add_residual_row(y, residual, table, out, count):
     """
     for q in range(count):
         out[q] = table[(np.int32(residual[q]) + 128) * 256 + (np.int32(y[q]) + 128)]
+
+
+@register_jitable
+def add_residual_into(y, residual, table, out, row, p0, count):
+    """out[row, p0 + q] = the residual add of residual[row, p0 + q] and y[q] (``add_residual_row``), in place."""
+    base = np.uint64(p0)
+    for q in range(np.uint64(count)):
+        out[row, base + q] = table[(np.int32(residual[row, base + q]) + 128) * 256 + (np.int32(y[q]) + 128)]

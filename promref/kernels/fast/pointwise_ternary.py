@@ -19,7 +19,7 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
 * requantizes each output channel of the block (folded bias, scale, zero
   point, clamp) straight into its output row, and, when the engine fuses the
   residual add that follows (``residual`` and ``table``), looks the add's
-  result up while the row is still in L1 (``_requant.add_residual_row``).
+  result up while the row is still in L1 (``store_channel``).
 
 With at most FEW_PIXELS pixels (batch 1, deep layers) the runs are too short
 to vectorise, and the call goes to ``_ternary_masked``, which vectorises over
@@ -44,13 +44,14 @@ from numba.extending import register_jitable
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
-from ._requant import add_residual_row, is_double, requant_arrays, requantize_row
+from ._requant import add_residual_into, is_double, requant_arrays, requantize_into, requantize_row
 from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
-#: up to this many pixels per call the masked kernel is faster: round 3, channel-major,
-#: summed over the layers of each size: 3.3x at 16 pixels (batch 1, 4 x 4), 1.35x at 49
-#: (ImageNet 7 x 7), 0.8x at 64 (docs/performance.md)
-FEW_PIXELS = 49
+#: up to this many pixels per call the masked kernel is faster.  Round 3, fourth step, once
+#: ``add_rows`` lost its row views: the rows kernel takes 0.42x the masked kernel's time
+#: summed over ImageNet's 7 x 7 layers (49 px) and about 0.5x at 8 x 8, the masked kernel
+#: still wins at 16 px (4 x 4: masked 0.85x of rows) -- docs/performance.md
+FEW_PIXELS = 32
 
 #: the residual and table arguments of an unfused call
 NO_RESIDUAL = np.zeros((0, 0), np.int8)
@@ -82,26 +83,32 @@ def prepare(layer, in_zero_point):
 
 @register_jitable
 def add_rows(x, rows, start, stop, p0, count, part, sign):
-    """part[q] += sign * x[rows[j], p0 + q] for j in [start, stop), q < count (sign +1 or -1)."""
+    """part[q] += sign * x[rows[j], p0 + q] for j in [start, stop), q < count (sign +1 or -1).
+
+    ``x`` is indexed in place with *unsigned* pixel indices: a row view (``x[r][p0:]``)
+    costs Numba a reference count and slice arithmetic, ~80 ns a pass of four rows, more
+    than the additions of 512 pixels; a signed computed index gets a wrap-around test that
+    stops the vectoriser.  An unsigned one has neither (docs/performance.md).
+    """
+    base, n = np.uint64(p0), np.uint64(count)
     j = start
     while j + 4 <= stop:
-        r0, r1 = x[rows[j]][p0:p0 + count], x[rows[j + 1]][p0:p0 + count]
-        r2, r3 = x[rows[j + 2]][p0:p0 + count], x[rows[j + 3]][p0:p0 + count]
+        r0, r1, r2, r3 = rows[j], rows[j + 1], rows[j + 2], rows[j + 3]
         if sign > 0:
-            for q in range(count):
-                part[q] += (r0[q] + r1[q]) + (r2[q] + r3[q])
+            for q in range(n):
+                part[q] += (x[r0, base + q] + x[r1, base + q]) + (x[r2, base + q] + x[r3, base + q])
         else:
-            for q in range(count):
-                part[q] -= (r0[q] + r1[q]) + (r2[q] + r3[q])
+            for q in range(n):
+                part[q] -= (x[r0, base + q] + x[r1, base + q]) + (x[r2, base + q] + x[r3, base + q])
         j += 4
     for j in range(j, stop):
-        r0 = x[rows[j]][p0:p0 + count]
+        r0 = rows[j]
         if sign > 0:
-            for q in range(count):
-                part[q] += r0[q]
+            for q in range(n):
+                part[q] += x[r0, base + q]
         else:
-            for q in range(count):
-                part[q] -= r0[q]
+            for q in range(n):
+                part[q] -= x[r0, base + q]
 
 
 @register_jitable
@@ -124,6 +131,16 @@ def signed_row_sum(x, rows, start, mid, stop, p0, count, part, acc):
             acc[q] += part[q]
 
 
+@register_jitable
+def store_channel(total, bias, multiplier, shift, zero_point, lo, hi, double, residual, table, y, out, o, p0, count):
+    """out[o, p0 + q] = requantize(total[q] + bias), or its residual add when ``table`` is not empty."""
+    if table.shape[0] == 0:
+        requantize_into(total, bias, multiplier, shift, zero_point, lo, hi, double, out, o, p0, count)
+    else:
+        requantize_row(total, bias, multiplier, shift, zero_point, lo, hi, double, y, count)
+        add_residual_into(y, residual, table, out, o, p0, count)
+
+
 @numba.njit(**JIT)
 def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
                        block, group, workers, residual, table, out):
@@ -134,11 +151,10 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
     ``workers``-th job.  Every output value is computed by exactly one job,
     always the same way, so the result does not depend on the number of threads.
     With a non-empty ``table`` the output is the residual add of ``residual``
-    [Cout, pixels] and this layer's result (see ``add_residual_row``).
+    [Cout, pixels] and this layer's result (see ``_requant.add_residual_into``).
     """
     pixels = x.shape[1]
     cout = out.shape[0]
-    fused = table.shape[0] > 0
     groups = (cout + group - 1) // group
     jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
@@ -150,20 +166,17 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
             o0 = job % groups * group
             count = min(block, pixels - p0)
             for o in range(o0, min(o0 + group, cout)):
-                target = y if fused else out[o][p0:p0 + count]
                 if ptr[o + 1] - ptr[o] <= INT16_EXACT_TERMS:    # one chunk: the int16 sum is the whole sum
                     for q in range(count):
                         part[q] = 0
                     add_rows(x, rows, ptr[o], mid[o], p0, count, part, 1)
                     add_rows(x, rows, mid[o], ptr[o + 1], p0, count, part, -1)
-                    requantize_row(part, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                                   target, count)
+                    store_channel(part, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                  residual, table, y, out, o, p0, count)
                 else:
                     signed_row_sum(x, rows, ptr[o], mid[o], ptr[o + 1], p0, count, part, acc)
-                    requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                                   target, count)
-                if fused:
-                    add_residual_row(y, residual[o][p0:p0 + count], table, out[o][p0:p0 + count], count)
+                    store_channel(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                  residual, table, y, out, o, p0, count)
 
 
 def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=None, method=None, residual=None, table=None):

@@ -62,9 +62,10 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
                     part[o] = 0
                 for c in range(c0, min(c0 + INT16_EXACT_TERMS, cin)):
                     xc = np.int16(x[c, p])
-                    up, down = plus[c], minus[c]
-                    for o in range(cout):   # int16 throughout (casts keep Numba from widening to int64)
-                        part[o] = np.int16(part[o] + np.int16(np.int16(xc & up[o]) - np.int16(xc & down[o])))
+                    # int16 throughout (casts keep Numba from widening to int64); unsigned o indexes
+                    # the masks in place: a row view per (pixel, channel) cost more than its additions
+                    for o in range(np.uint64(cout)):
+                        part[o] = np.int16(part[o] + np.int16(np.int16(xc & plus[c, o]) - np.int16(xc & minus[c, o])))
                 for o in range(cout):
                     acc[o] += part[o]
             requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, y)

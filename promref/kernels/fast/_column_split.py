@@ -22,7 +22,7 @@ loader's bound on the sums over input channels.
 import numpy as np
 from numba.extending import register_jitable
 
-from ._stencil import ROW_BY_ROW, store_taps
+from ._stencil import ROW_BY_ROW, store_taps, tap_tuples
 
 
 def fits(kernel, stride, padding, w):
@@ -56,20 +56,16 @@ def tap_geometry(k, h, w, top, left):
 
 
 @register_jitable
-def output_rows(split, planes, offsets, masks, pad, w9, k, h, w, ho, wo, top, acc, accumulate):
+def output_rows(split, row0, planes, offsets, masks, pad, w9, k, h, w, ho, wo, top, acc, accumulate):
     """acc[(img * ho + i) * wo + j] (+)= the nine masked taps of output (img, i, j), for the k images.
 
-    ``split`` int16 [2, pad + k * H * W/2 + pad]: the E and O planes of one input channel.
+    ``split`` int16 [rows, pad + k * H * W/2 + pad]: rows ``row0`` and ``row0 + 1`` are the E and O
+    planes of one input channel.
     """
     half = w // 2
     for img in range(k):
         for i in range(ho):
             first = (img * h + 2 * i - top + 1) * half     # the centre of output (img, i, 0)
-            p = (split[planes[0]][pad + first + offsets[0]:], split[planes[1]][pad + first + offsets[1]:],
-                 split[planes[2]][pad + first + offsets[2]:], split[planes[3]][pad + first + offsets[3]:],
-                 split[planes[4]][pad + first + offsets[4]:], split[planes[5]][pad + first + offsets[5]:],
-                 split[planes[6]][pad + first + offsets[6]:], split[planes[7]][pad + first + offsets[7]:],
-                 split[planes[8]][pad + first + offsets[8]:])
-            m = (masks[0][first:], masks[1][first:], masks[2][first:], masks[3][first:], masks[5][first:],
-                 masks[6][first:], masks[7][first:], masks[8][first:])
-            store_taps(p, m, w9, wo, acc[(img * ho + i) * wo:], accumulate)
+            rows, taps = tap_tuples(row0, planes, offsets, pad + first)
+            store_taps(split, rows, taps, masks, np.uint64(first), w9, wo, acc, np.uint64((img * ho + i) * wo),
+                       accumulate)

@@ -66,29 +66,19 @@ def tap_geometry(k, h, w, top, left):
 
 
 @register_jitable
-def split_pairs(x, zero_point, pairs, pad, split):
-    """split[0][pad + p], split[1][pad + p] = x[2p] - zx, x[2p + 1] - zx for p < pairs.
+def split_pairs(src, row, start, zero_point, pairs, pad, split, split_row):
+    """split[split_row, pad + p], split[split_row + 1, pad + p] = x[2p] - zx, x[2p + 1] - zx for p < pairs,
+    where x[i] is src[row, start + i].
 
     One loop for both: LLVM vectorises the two stride-2 loads as one interleaved group.
+    Unsigned in-place indices, no views (``_stencil``'s module docstring says why).
     """
-    even, odd = split[0][pad:pad + pairs], split[1][pad:pad + pairs]
-    zx = np.int16(zero_point)
-    for p in range(pairs):
-        even[p] = np.int16(x[2 * p]) - zx
-        odd[p] = np.int16(x[2 * p + 1]) - zx
-
-
-@register_jitable
-def tap_views(split, planes, offsets, pad):
-    """The nine taps as views of the split planes, offset so that index q is centre q."""
-    v = [split[planes[t]][pad + offsets[t]:] for t in range(9)]
-    return v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]
-
-
-@register_jitable
-def mask_views(masks):
-    """The eight masks of the taps other than the centre (which is always inside)."""
-    return masks[0], masks[1], masks[2], masks[3], masks[5], masks[6], masks[7], masks[8]
+    s0, p0, zx = np.uint64(start), np.uint64(pad), np.int16(zero_point)
+    even, odd, one = np.uint64(split_row), np.uint64(split_row) + np.uint64(1), np.uint64(1)
+    for p in range(np.uint64(pairs)):
+        i = s0 + p + p                       # p + p, not 2 * p: measured 1.5-2x faster at 32-128 pairs
+        split[even, p0 + p] = np.int16(src[row, i]) - zx
+        split[odd, p0 + p] = np.int16(src[row, i + one]) - zx
 
 
 @register_jitable
@@ -96,7 +86,6 @@ def gather_rows(acc, k, h, w, ho, wo, out):
     """out[(img * ho + i) * wo + j] = acc[(img * h/2 + i) * w + j]: the outputs among the centres."""
     for img in range(k):
         for i in range(ho):
-            src = acc[(img * (h // 2) + i) * w:]
-            dst = out[(img * ho + i) * wo:]
-            for j in range(wo):
-                dst[j] = src[j]
+            src, dst = np.uint64((img * (h // 2) + i) * w), np.uint64((img * ho + i) * wo)
+            for j in range(np.uint64(wo)):
+                out[dst + j] = acc[src + j]

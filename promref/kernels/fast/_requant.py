@@ -68,19 +68,23 @@ def requantize_into(acc, bias, multiplier, shift, zero_point, lo, hi, double, ou
 
 
 @register_jitable
-def add_residual_row(y, residual, table, out, count):
-    """out[q] = table[(residual[q] + 128) * 256 + y[q] + 128] for q < count: the fused residual add.
-
-    ``table`` holds every result of the add layer for a (residual, project output)
-    pair of int8 values (``add.residual_table``), so this is the add itself, exactly.
-    """
-    for q in range(count):
-        out[q] = table[(np.int32(residual[q]) + 128) * 256 + (np.int32(y[q]) + 128)]
-
-
-@register_jitable
 def add_residual_into(y, residual, table, out, row, p0, count):
-    """out[row, p0 + q] = the residual add of residual[row, p0 + q] and y[q] (``add_residual_row``), in place."""
+    """out[row, p0 + q] = table[(residual[row, p0 + q] + 128) * 256 + y[q] + 128] for q < count: the fused
+    residual add, in place.
+
+    ``table`` is the add's 256 x 256 result table (``add.residual_table``), so the fused add
+    is the add kernel's own arithmetic, looked up.
+    """
     base = np.uint64(p0)
     for q in range(np.uint64(count)):
         out[row, base + q] = table[(np.int32(residual[row, base + q]) + 128) * 256 + (np.int32(y[q]) + 128)]
+
+
+@register_jitable
+def store_channel(total, bias, multiplier, shift, zero_point, lo, hi, double, residual, table, y, out, o, p0, count):
+    """out[o, p0 + q] = requantize(total[q] + bias), or its residual add when ``table`` is not empty."""
+    if table.shape[0] == 0:
+        requantize_into(total, bias, multiplier, shift, zero_point, lo, hi, double, out, o, p0, count)
+    else:
+        requantize_row(total, bias, multiplier, shift, zero_point, lo, hi, double, y, count)
+        add_residual_into(y, residual, table, out, o, p0, count)

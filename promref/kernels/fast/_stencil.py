@@ -21,9 +21,13 @@ into the output plane; otherwise only the centre rows are summed and
 ``gather_outputs`` picks the output pixels.  The masks repeat with every
 image, so one array (``tap_masks``) serves every chunk.
 
-Each tap is an array view indexed by the loop counter alone: with an index
-like ``first + q`` Numba adds a negative-index test that stops LLVM from
-vectorising (and unsigned ``np.uintp`` indices were 4x slower still).
+Every tap is indexed in place, ``plane[row, offset_t + q]``, with *unsigned*
+(``np.uint64``) offsets and loop counter: a signed ``offset + q`` gets Numba's
+negative-index test, which stops LLVM from vectorising, and an array view per tap
+(the earlier form) costs a reference count and slice arithmetic -- ~0.5 us for
+the seventeen views of a call, more than the taps of an 8 x 8 plane
+(docs/performance.md).  Mixing signed and unsigned integers makes float64 in
+Numba, so everything in an index is ``np.uint64``.
 """
 import numpy as np
 from numba.extending import register_jitable
@@ -54,65 +58,89 @@ def tap_masks(k, h, w):
 
 
 @register_jitable
-def fill_centred(x, zero_point, count, margin, plane):
-    """plane[margin + q] = x[q] - zero_point for q < count (the margins stay 0)."""
-    dst = plane[margin:margin + count]
-    for q in range(count):
-        dst[q] = np.int16(x[q]) - np.int16(zero_point)
+def fill_centred(src, row, start, zero_point, count, margin, plane, plane_row):
+    """plane[plane_row, margin + q] = src[row, start + q] - zero_point for q < count (the margins stay 0)."""
+    s0, p0, zx = np.uint64(start), np.uint64(margin), np.int16(zero_point)
+    for q in range(np.uint64(count)):
+        plane[plane_row, p0 + q] = np.int16(src[row, s0 + q]) - zx
 
 
 @register_jitable
-def masked_taps_3x3(plane, masks, w9, w, first, count, acc, accumulate):
-    """acc[first + q] (+)= sum_t w9[t] * (plane[w + 1 + first + q + off_t] & masks[t, first + q]), q < count.
+def masked_taps_3x3(plane, row, masks, w9, w, first, count, acc, accumulate):
+    """acc[first + q] (+)= sum_t w9[t] * (plane[row, w + 1 + first + q + off_t] & masks[t, first + q]), q < count.
 
     ``off_t = (a - 1) * w + (b - 1)``; ``|w'| <= 255`` and ``|x - zx| <= 255``, so every
     product and the nine-term sum fit int32 (sums over input channels: the loader's bound).
     """
-    # one view per tap, indexed by q alone: the loop vectorises
-    p = (plane[first:], plane[first + 1:], plane[first + 2:], plane[first + w:], plane[first + w + 1:],
-         plane[first + w + 2:], plane[first + 2 * w:], plane[first + 2 * w + 1:], plane[first + 2 * w + 2:])
-    m = (masks[0][first:], masks[1][first:], masks[2][first:], masks[3][first:], masks[5][first:],
-         masks[6][first:], masks[7][first:], masks[8][first:])
-    store_taps(p, m, w9, count, acc[first:], accumulate)
+    r, f, wu, one, two = np.uint64(row), np.uint64(first), np.uint64(w), np.uint64(1), np.uint64(2)
+    rows = (r, r, r, r, r, r, r, r, r)
+    offsets = (f, f + one, f + two, f + wu, f + wu + one, f + wu + two, f + two * wu, f + two * wu + one,
+               f + two * wu + two)
+    store_taps(plane, rows, offsets, masks, f, w9, count, acc, f, accumulate)
 
 
 @register_jitable
-def store_taps(p, m, w9, count, out, accumulate):
-    """out[q] (+)= tap_sum(p, m, w9, q) for q < count."""
+def tap_tuples(row0, rows, offsets, first):
+    """The nine taps' (row, offset) in a plane array, as uint64 tuples: row0 + rows[t], first + offsets[t].
+
+    ``offsets[t]`` may be negative; ``first + offsets[t]`` (the margins make it >= 0) is not.
+    """
+    r = np.uint64(row0)
+    return ((r + np.uint64(rows[0]), r + np.uint64(rows[1]), r + np.uint64(rows[2]), r + np.uint64(rows[3]),
+             r + np.uint64(rows[4]), r + np.uint64(rows[5]), r + np.uint64(rows[6]), r + np.uint64(rows[7]),
+             r + np.uint64(rows[8])),
+            (np.uint64(first + offsets[0]), np.uint64(first + offsets[1]), np.uint64(first + offsets[2]),
+             np.uint64(first + offsets[3]), np.uint64(first + offsets[4]), np.uint64(first + offsets[5]),
+             np.uint64(first + offsets[6]), np.uint64(first + offsets[7]), np.uint64(first + offsets[8])))
+
+
+@register_jitable
+def store_taps(src, rows, offsets, masks, mask0, w9, count, out, out0, accumulate):
+    """out[out0 + q] (+)= tap_sum(src, rows, offsets, masks, mask0, w9, q) for q < count (all uint64)."""
     if accumulate:                  # two loops, not a test inside one: each vectorises
-        for q in range(count):
-            out[q] += tap_sum(p, m, w9, q)
+        for q in range(np.uint64(count)):
+            out[out0 + q] += tap_sum(src, rows, offsets, masks, mask0, w9, q)
     else:
-        for q in range(count):
-            out[q] = tap_sum(p, m, w9, q)
+        for q in range(np.uint64(count)):
+            out[out0 + q] = tap_sum(src, rows, offsets, masks, mask0, w9, q)
 
 
 @register_jitable
-def tap_sum(p, m, w9, q):
-    """The nine masked products of centre q (the centre tap is always inside: no mask)."""
-    return ((w9[0] * np.int32(np.int16(p[0][q] & m[0][q])) + w9[1] * np.int32(np.int16(p[1][q] & m[1][q]))
-             + w9[2] * np.int32(np.int16(p[2][q] & m[2][q])))
-            + (w9[3] * np.int32(np.int16(p[3][q] & m[3][q])) + w9[4] * np.int32(p[4][q])
-               + w9[5] * np.int32(np.int16(p[5][q] & m[4][q])))
-            + (w9[6] * np.int32(np.int16(p[6][q] & m[5][q])) + w9[7] * np.int32(np.int16(p[7][q] & m[6][q]))
-               + w9[8] * np.int32(np.int16(p[8][q] & m[7][q]))))
+def tap_sum(src, rows, offsets, masks, mask0, w9, q):
+    """The nine masked products of centre q: tap t is src[rows[t], offsets[t] + q] & masks[t, mask0 + q].
+
+    The centre tap (t = 4) is always inside its image: no mask.
+    """
+    m = mask0 + q
+    return ((w9[0] * tap(src, rows[0], offsets[0] + q, masks[0, m]) + w9[1] * tap(src, rows[1], offsets[1] + q, masks[1, m])
+             + w9[2] * tap(src, rows[2], offsets[2] + q, masks[2, m]))
+            + (w9[3] * tap(src, rows[3], offsets[3] + q, masks[3, m]) + w9[4] * np.int32(src[rows[4], offsets[4] + q])
+               + w9[5] * tap(src, rows[5], offsets[5] + q, masks[5, m]))
+            + (w9[6] * tap(src, rows[6], offsets[6] + q, masks[6, m]) + w9[7] * tap(src, rows[7], offsets[7] + q, masks[7, m])
+               + w9[8] * tap(src, rows[8], offsets[8] + q, masks[8, m])))
+
+
+@register_jitable
+def tap(src, row, index, mask):
+    """One masked tap as int32: src[row, index] & mask (mask 0 or -1)."""
+    return np.int32(np.int16(src[row, index] & mask))
 
 
 #: rows at least this wide are summed one centre row at a time at stride 2 (a call per
-#: row costs ~0.1 us of array views); narrower planes are summed whole and gathered
+#: row has a fixed cost); narrower planes are summed whole and gathered
 ROW_BY_ROW = 64
 
 
 @register_jitable
-def taps_for_outputs(plane, masks, w9, k, h, w, ho, stride, top, acc, accumulate):
-    """``masked_taps_3x3`` for the centres the output needs: at stride 1, or for narrow planes,
-    every centre in one loop; else the centre rows ``stride * i - top + 1`` of each image."""
+def taps_for_outputs(plane, row, masks, w9, k, h, w, ho, stride, top, acc, accumulate):
+    """``masked_taps_3x3`` of ``plane[row]`` for the centres the output needs: at stride 1, or for
+    narrow planes, every centre in one loop; else the centre rows ``stride * i - top + 1`` of each image."""
     if stride == 1 or w < ROW_BY_ROW:
-        masked_taps_3x3(plane, masks, w9, w, 0, k * h * w, acc, accumulate)
+        masked_taps_3x3(plane, row, masks, w9, w, 0, k * h * w, acc, accumulate)
         return
     for img in range(k):
         for i in range(ho):
-            masked_taps_3x3(plane, masks, w9, w, (img * h + stride * i - top + 1) * w, w, acc, accumulate)
+            masked_taps_3x3(plane, row, masks, w9, w, (img * h + stride * i - top + 1) * w, w, acc, accumulate)
 
 
 @register_jitable

@@ -33,7 +33,7 @@ from . import _column_split, _parity, _stencil
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import BLOCK, JIT, channel_group, output_size, pixel_block, workers_for
-from ._requant import add_residual_row, is_double, requant_arrays, requantize, requantize_row
+from ._requant import is_double, requant_arrays, requantize, requantize_into, store_channel
 from .pointwise_ternary import NO_RESIDUAL, NO_TABLE
 
 #: output channels per job of the 3 x 3 kernel (each job fills its own input planes)
@@ -60,22 +60,25 @@ def prepare(layer, in_zero_point):
 
 @register_jitable
 def multiply_accumulate(x, weights, p0, count, acc):
-    """acc[q] = sum_c weights[c] * x[c, p0 + q], four input channels per pass over ``acc``."""
-    for q in range(count):
+    """acc[q] = sum_c weights[c] * x[c, p0 + q], four input channels per pass over ``acc``.
+
+    ``x`` indexed in place with unsigned pixel indices, as in ``pointwise_ternary.add_rows``.
+    """
+    base, n = np.uint64(p0), np.uint64(count)
+    for q in range(n):
         acc[q] = 0
     cin = weights.shape[0]
     c = 0
     while c + 4 <= cin:
         w0, w1, w2, w3 = weights[c], weights[c + 1], weights[c + 2], weights[c + 3]
-        r0, r1, r2, r3 = x[c][p0:p0 + count], x[c + 1][p0:p0 + count], x[c + 2][p0:p0 + count], \
-            x[c + 3][p0:p0 + count]
-        for q in range(count):
-            acc[q] += (w0 * r0[q] + w1 * r1[q]) + (w2 * r2[q] + w3 * r3[q])
+        for q in range(n):
+            acc[q] += (w0 * x[c, base + q] + w1 * x[c + 1, base + q]) + (w2 * x[c + 2, base + q]
+                                                                         + w3 * x[c + 3, base + q])
         c += 4
     for c in range(c, cin):
-        w0, r0 = weights[c], x[c][p0:p0 + count]
-        for q in range(count):
-            acc[q] += w0 * r0[q]
+        w0 = weights[c]
+        for q in range(n):
+            acc[q] += w0 * x[c, base + q]
 
 
 @numba.njit(**JIT)
@@ -84,7 +87,6 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
     """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; jobs and fusion as in the ternary kernel."""
     pixels = x.shape[1]
     cout = out.shape[0]
-    fused = table.shape[0] > 0
     groups = (cout + group - 1) // group
     jobs = (pixels + block - 1) // block * groups
     for worker in prange(workers):
@@ -95,11 +97,9 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
             o0 = job % groups * group
             count = min(block, pixels - p0)
             for o in range(o0, min(o0 + group, cout)):
-                target = y if fused else out[o][p0:p0 + count]
                 multiply_accumulate(x, w[o], p0, count, acc)
-                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double, target, count)
-                if fused:
-                    add_residual_row(y, residual[o][p0:p0 + count], table, out[o][p0:p0 + count], count)
+                store_channel(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                              residual, table, y, out, o, p0, count)
 
 
 @numba.njit(**JIT)
@@ -112,22 +112,21 @@ def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, ch
     chunks, groups = (n + chunk - 1) // chunk, (cout + OUT_GROUP - 1) // OUT_GROUP
     planes, outs = x.reshape(cin, n * h * wd), out.reshape(cout, n * ho * wo)
     for worker in prange(workers):
-        plane = np.zeros((cin, chunk * h * wd + 2 * (wd + 1)), np.int16)
+        plane = np.zeros((cin, chunk * h * wd + 2 * (wd + 1)), np.int16)   # row c: input channel c
         acc = np.empty(chunk * h * wd, np.int32)
         picked = np.empty(chunk * ho * wo, np.int32)
         for job in range(worker, chunks * groups, workers):
             n0 = job // groups * chunk
             k = min(chunk, n - n0)
             for c in range(cin):
-                _stencil.fill_centred(planes[c][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1,
-                                      plane[c])
+                _stencil.fill_centred(planes, c, n0 * h * wd, in_zero_point, k * h * wd, wd + 1, plane, c)
             for o in range(job % groups * OUT_GROUP, min(job % groups * OUT_GROUP + OUT_GROUP, cout)):
                 for c in range(cin):
-                    _stencil.taps_for_outputs(plane[c], masks, w[o, c], k, h, wd, ho, stride, top, acc, c > 0)
+                    _stencil.taps_for_outputs(plane, c, masks, w[o, c], k, h, wd, ho, stride, top, acc, c > 0)
                 if not same:
                     _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
-                requantize_row(acc if same else picked, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                               outs[o][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+                requantize_into(acc if same else picked, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                outs, o, n0 * ho * wo, k * ho * wo)
 
 
 @numba.njit(**JIT)
@@ -140,19 +139,19 @@ def _conv3x3_columns(x, w, bias, multiplier, shift, in_zero_point, top, chunk, p
     pad = _column_split.margin(wd)
     planes, outs = x.reshape(cin, n * h * wd), out.reshape(cout, n * ho * wo)
     for worker in prange(workers):
-        split = np.zeros((cin, 2, chunk * h * wd // 2 + 2 * pad), np.int16)
+        split = np.zeros((2 * cin, chunk * h * wd // 2 + 2 * pad), np.int16)   # rows 2c, 2c + 1: channel c
         acc = np.empty(chunk * ho * wo, np.int32)
         for job in range(worker, chunks * groups, workers):
             n0 = job // groups * chunk
             k = min(chunk, n - n0)
             for c in range(cin):
-                _parity.split_pairs(planes[c][n0 * h * wd:], in_zero_point, k * h * wd // 2, pad, split[c])
+                _parity.split_pairs(planes, c, n0 * h * wd, in_zero_point, k * h * wd // 2, pad, split, 2 * c)
             for o in range(job % groups * OUT_GROUP, min(job % groups * OUT_GROUP + OUT_GROUP, cout)):
                 for c in range(cin):
-                    _column_split.output_rows(split[c], planes_of, offsets, masks, pad, w[o, c], k, h, wd, ho, wo,
+                    _column_split.output_rows(split, 2 * c, planes_of, offsets, masks, pad, w[o, c], k, h, wd, ho, wo,
                                               top, acc, c > 0)
-                requantize_row(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                               outs[o][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+                requantize_into(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                                outs, o, n0 * ho * wo, k * ho * wo)
 
 
 @numba.njit(**JIT)

@@ -30,7 +30,7 @@ from ._depthwise_pixels import depthwise_few_pixels
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, output_size, workers_for
-from ._requant import is_double, requant_arrays, requantize, requantize_row
+from ._requant import is_double, requant_arrays, requantize, requantize_into
 
 
 #: at most this many pixels per channel (N * H * W) run ``_depthwise_pixels`` (vectorised over
@@ -58,19 +58,19 @@ def _depthwise_3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, le
     chunks = (n + chunk - 1) // chunk
     planes, outs = x.reshape(c, n * h * wd), out.reshape(c, n * ho * wo)
     for worker in prange(workers):
-        plane = np.zeros(chunk * h * wd + 2 * (wd + 1), np.int16)
+        plane = np.zeros((1, chunk * h * wd + 2 * (wd + 1)), np.int16)
         acc = np.empty(chunk * h * wd, np.int32)
         picked = np.empty(chunk * ho * wo, np.int32)
         for job in range(worker, c * chunks, workers):
             ch = job // chunks
             n0 = job % chunks * chunk
             k = min(chunk, n - n0)
-            _stencil.fill_centred(planes[ch][n0 * h * wd:(n0 + k) * h * wd], in_zero_point, k * h * wd, wd + 1, plane)
-            _stencil.taps_for_outputs(plane, masks, w[ch], k, h, wd, ho, stride, top, acc, False)
+            _stencil.fill_centred(planes, ch, n0 * h * wd, in_zero_point, k * h * wd, wd + 1, plane, 0)
+            _stencil.taps_for_outputs(plane, 0, masks, w[ch], k, h, wd, ho, stride, top, acc, False)
             if not same:
                 _stencil.gather_outputs(acc, k, h, wd, ho, wo, stride, top, left, picked)
-            requantize_row(acc if same else picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
-                           outs[ch][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+            requantize_into(acc if same else picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
+                            outs, ch, n0 * ho * wo, k * ho * wo)
 
 
 @numba.njit(**JIT)
@@ -82,23 +82,21 @@ def _depthwise_3x3_stride2(x, w, bias, multiplier, shift, in_zero_point, chunk, 
     _, _, ho, wo = out.shape
     chunks, pad = (n + chunk - 1) // chunk, _parity.margin(wd)
     planes, outs = x.reshape(c, n * h * wd), out.reshape(c, n * ho * wo)
-    m = _parity.mask_views(masks)
+    rows, taps = _stencil.tap_tuples(0, planes_of, offsets, pad)
     for worker in prange(workers):
         split = np.zeros((2, chunk * h * wd // 2 + 2 * pad), np.int16)
         acc = np.empty(chunk * h * wd // 2, np.int32)
         picked = np.empty(chunk * ho * wo, np.int32)
-        p = _parity.tap_views(split, planes_of, offsets, pad)
         for job in range(worker, c * chunks, workers):
             ch = job // chunks
             n0 = job % chunks * chunk
             k = min(chunk, n - n0)
-            _parity.split_pairs(planes[ch][n0 * h * wd:], in_zero_point, k * h * wd // 2, pad, split)
-            w9 = w[ch]
-            for q in range(k * h * wd // 2):
-                acc[q] = _stencil.tap_sum(p, m, w9, q)
+            _parity.split_pairs(planes, ch, n0 * h * wd, in_zero_point, k * h * wd // 2, pad, split, 0)
+            _stencil.store_taps(split, rows, taps, masks, np.uint64(0), w[ch], k * h * wd // 2, acc, np.uint64(0),
+                                False)
             _parity.gather_rows(acc, k, h, wd, ho, wo, picked)
-            requantize_row(picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
-                           outs[ch][n0 * ho * wo:(n0 + k) * ho * wo], k * ho * wo)
+            requantize_into(picked, bias[ch], multiplier[ch], shift[ch], zero_point, lo, hi, double,
+                            outs, ch, n0 * ho * wo, k * ho * wo)
 
 
 @numba.njit(**JIT)

@@ -19,7 +19,7 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
 * requantizes each output channel of the block (folded bias, scale, zero
   point, clamp) straight into its output row, and, when the engine fuses the
   residual add that follows (``residual`` and ``table``), looks the add's
-  result up while the row is still in L1 (``store_channel``).
+  result up while the row is still in L1 (``_requant.store_channel``).
 
 With at most FEW_PIXELS pixels (batch 1, deep layers) the runs are too short
 to vectorise, and the call goes to ``_ternary_masked``, which vectorises over
@@ -44,7 +44,7 @@ from numba.extending import register_jitable
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
-from ._requant import add_residual_into, is_double, requant_arrays, requantize_into, requantize_row
+from ._requant import is_double, requant_arrays, store_channel
 from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
 #: up to this many pixels per call the masked kernel is faster.  Round 3, fourth step, once
@@ -129,16 +129,6 @@ def signed_row_sum(x, rows, start, mid, stop, p0, count, part, acc):
         add_rows(x, rows, split, last, p0, count, part, -1)
         for q in range(count):
             acc[q] += part[q]
-
-
-@register_jitable
-def store_channel(total, bias, multiplier, shift, zero_point, lo, hi, double, residual, table, y, out, o, p0, count):
-    """out[o, p0 + q] = requantize(total[q] + bias), or its residual add when ``table`` is not empty."""
-    if table.shape[0] == 0:
-        requantize_into(total, bias, multiplier, shift, zero_point, lo, hi, double, out, o, p0, count)
-    else:
-        requantize_row(total, bias, multiplier, shift, zero_point, lo, hi, double, y, count)
-        add_residual_into(y, residual, table, out, o, p0, count)
 
 
 @numba.njit(**JIT)

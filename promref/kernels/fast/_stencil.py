@@ -112,11 +112,14 @@ def tap_sum(src, rows, offsets, masks, mask0, w9, q):
     The centre tap (t = 4) is always inside its image: no mask.
     """
     m = mask0 + q
-    return ((w9[0] * tap(src, rows[0], offsets[0] + q, masks[0, m]) + w9[1] * tap(src, rows[1], offsets[1] + q, masks[1, m])
+    return ((w9[0] * tap(src, rows[0], offsets[0] + q, masks[0, m])
+             + w9[1] * tap(src, rows[1], offsets[1] + q, masks[1, m])
              + w9[2] * tap(src, rows[2], offsets[2] + q, masks[2, m]))
-            + (w9[3] * tap(src, rows[3], offsets[3] + q, masks[3, m]) + w9[4] * np.int32(src[rows[4], offsets[4] + q])
+            + (w9[3] * tap(src, rows[3], offsets[3] + q, masks[3, m])
+               + w9[4] * np.int32(src[rows[4], offsets[4] + q])
                + w9[5] * tap(src, rows[5], offsets[5] + q, masks[5, m]))
-            + (w9[6] * tap(src, rows[6], offsets[6] + q, masks[6, m]) + w9[7] * tap(src, rows[7], offsets[7] + q, masks[7, m])
+            + (w9[6] * tap(src, rows[6], offsets[6] + q, masks[6, m])
+               + w9[7] * tap(src, rows[7], offsets[7] + q, masks[7, m])
                + w9[8] * tap(src, rows[8], offsets[8] + q, masks[8, m])))
 
 

@@ -63,7 +63,8 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
                 for c in range(c0, min(c0 + INT16_EXACT_TERMS, cin)):
                     xc = np.int16(x[c, p])
                     # int16 throughout (casts keep Numba from widening to int64); unsigned o indexes
-                    # the masks in place: a row view per (pixel, channel) cost more than its additions
+                    # the masks in place, as in pointwise_ternary.add_rows (no row view per (pixel,
+                    # channel); measured within noise of the views here, docs/performance.md)
                     for o in range(np.uint64(cout)):
                         part[o] = np.int16(part[o] + np.int16(np.int16(xc & plus[c, o]) - np.int16(xc & minus[c, o])))
                 for o in range(cout):

@@ -12,10 +12,10 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
   over every pixel of the batch, so a block of pixels (``rows_block``) of one
   channel is a contiguous run of a row -- nothing is transposed;
 * for each output channel adds and subtracts whole runs.  The innermost
-  loop is ``part[q] += (r0[q] + r1[q]) + (r2[q] + r3[q])`` over contiguous
-  pixels: no multiplication, and it vectorises (32 int16 lanes per 512-bit
-  register); taking four rows per pass reads and writes ``part`` a quarter
-  as often;
+  loop is ``part[q] += (x[r0, p0 + q] + x[r1, p0 + q]) + (x[r2, p0 + q] + x[r3, p0 + q])``
+  over contiguous pixels (unsigned indices, no row views: ``add_rows``): no
+  multiplication, and it vectorises (32 int16 lanes per 512-bit register);
+  taking four rows per pass reads and writes ``part`` a quarter as often;
 * requantizes each output channel of the block (folded bias, scale, zero
   point, clamp) straight into its output row, and, when the engine fuses the
   residual add that follows (``residual`` and ``table``), looks the add's

@@ -1,19 +1,28 @@
 """Ternary 1x1 convolution for few pixels: masked additions over output channels.
 
 The row-sum kernel (pointwise_ternary.py) vectorises over the pixels of a
-block.  With few pixels -- batch 1 at 4 x 4 or 8 x 8 resolution has 16 or 64
+block.  With few pixels -- batch 1 at 4 x 4 or 7 x 7 resolution has 16 or 49
 -- its inner loops are too short for LLVM's vector body and most of the
 time goes to loop remainders and per-row overhead (docs/performance.md).
-This kernel vectorises over the *output channels* instead, one pixel at a
-time:
+This kernel vectorises over the *output channels* instead:
 
-    part[o] += (x[c, p] & plus[c, o]) - (x[c, p] & minus[c, o])     for all o
+    part[k, o] += (x[c, p_k] & plus[c, o]) - (x[c, p_k] & minus[c, o])     for all o
 
 where ``plus[c, o]`` is all ones (int16 -1) when ``t[o, c] = +1`` and 0
 otherwise, ``minus`` likewise for ``t = -1``.  A bitwise AND selects the
-input or 0; there is still no multiplication (on AVX-512 this is what a
-masked ``vpaddw`` / ``vpsubw`` does).  It does not skip zero weights, so it
-does more additions than the row sums, but in long, fully vectorised loops.
+input or 0; there is still no multiplication.  It does not skip zero
+weights, so it does more additions than the row sums, but in long, fully
+vectorised loops.
+
+The masks (2 x Cin x Cout int16: 1.6 MB for the 320 -> 1280 last conv) do not
+fit L1, so reading them is what costs: a *tile* of TILE = 8 pixels shares each
+load of ``plus[c, o:o+32]`` and ``minus[c, o:o+32]``.  The eight pixels' values
+are named scalars (``x0`` ... ``x7``) so that LLVM keeps them in registers for
+the whole loop over ``o``; read from a scratch array they were reloaded every
+iteration (it could not prove they do not alias ``part``), 10-20 % slower, and
+with 16 pixels the loop no longer vectorised at all (docs/performance.md).
+The last tile of a call repeats the last pixel where it has fewer than TILE;
+those copies are computed and dropped.
 
 Exactness is the row kernel's argument: ``part`` (int16) sums at most
 ``INT16_EXACT_TERMS`` = 255 terms of magnitude <= 128; ``acc`` (int32) is bounded by the
@@ -40,10 +49,14 @@ def masks(layer):
     return cached(layer, ("fast.pointwise_ternary.masks",), build, layer.weights)
 
 
+#: pixels that share one pass over the masks (see the module docstring)
+TILE = 8
+
+
 @numba.njit(**JIT)
 def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point, lo, hi, double, workers,
                              residual, table, out):
-    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; worker w computes pixels w, w + workers, ...
+    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; worker w computes tiles w, w + workers, ...
 
     With a non-empty ``table``, out is the fused residual add (see pointwise_ternary.py).
     """
@@ -51,24 +64,34 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
     cout = out.shape[0]
     fused = table.shape[0] > 0
     for worker in prange(workers):
-        part = np.empty(cout, np.int16)     # one chunk of input channels
-        acc = np.empty(cout, np.int32)      # all of them
-        y = np.empty(cout, np.int8)         # the requantized pixel
-        for p in range(worker, pixels, workers):
-            for o in range(cout):
-                acc[o] = 0
+        part = np.empty((TILE, cout), np.int16)     # one chunk of input channels, per pixel of the tile
+        acc = np.empty((TILE, cout), np.int32)      # all of them
+        y = np.empty(cout, np.int8)                 # one requantized pixel
+        for p0 in range(worker * TILE, pixels, workers * TILE):
+            last = pixels - 1                       # a short last tile repeats the last pixel
+            p1, p2, p3 = min(p0 + 1, last), min(p0 + 2, last), min(p0 + 3, last)
+            p4, p5, p6, p7 = min(p0 + 4, last), min(p0 + 5, last), min(p0 + 6, last), min(p0 + 7, last)
+            acc[:] = 0
             for c0 in range(0, cin, INT16_EXACT_TERMS):
-                for o in range(cout):
-                    part[o] = 0
+                part[:] = 0
                 for c in range(c0, min(c0 + INT16_EXACT_TERMS, cin)):
-                    xc = np.int16(x[c, p])
-                    # int16 throughout (casts keep Numba from widening to int64); unsigned o indexes
-                    # the masks in place, as in pointwise_ternary.add_rows (no row view per (pixel,
-                    # channel); measured within noise of the views here, docs/performance.md)
-                    for o in range(np.uint64(cout)):
-                        part[o] = np.int16(part[o] + np.int16(np.int16(xc & plus[c, o]) - np.int16(xc & minus[c, o])))
+                    # int16 throughout (the casts keep Numba from widening to int64); the loop is
+                    # written here, not in a helper: called, it ran 1.5x slower on Cout = 160
+                    x0, x1, x2, x3 = np.int16(x[c, p0]), np.int16(x[c, p1]), np.int16(x[c, p2]), np.int16(x[c, p3])
+                    x4, x5, x6, x7 = np.int16(x[c, p4]), np.int16(x[c, p5]), np.int16(x[c, p6]), np.int16(x[c, p7])
+                    for o in range(np.uint64(cout)):        # unsigned: in place, as in add_rows
+                        mp, mm = plus[c, o], minus[c, o]
+                        part[0, o] = np.int16(part[0, o] + np.int16(np.int16(x0 & mp) - np.int16(x0 & mm)))
+                        part[1, o] = np.int16(part[1, o] + np.int16(np.int16(x1 & mp) - np.int16(x1 & mm)))
+                        part[2, o] = np.int16(part[2, o] + np.int16(np.int16(x2 & mp) - np.int16(x2 & mm)))
+                        part[3, o] = np.int16(part[3, o] + np.int16(np.int16(x3 & mp) - np.int16(x3 & mm)))
+                        part[4, o] = np.int16(part[4, o] + np.int16(np.int16(x4 & mp) - np.int16(x4 & mm)))
+                        part[5, o] = np.int16(part[5, o] + np.int16(np.int16(x5 & mp) - np.int16(x5 & mm)))
+                        part[6, o] = np.int16(part[6, o] + np.int16(np.int16(x6 & mp) - np.int16(x6 & mm)))
+                        part[7, o] = np.int16(part[7, o] + np.int16(np.int16(x7 & mp) - np.int16(x7 & mm)))
+                acc += part
+            for k in range(min(TILE, pixels - p0)):
+                requantize_channels(acc[k], bias, multiplier, shift, zero_point, lo, hi, double, y)
                 for o in range(cout):
-                    acc[o] += part[o]
-            requantize_channels(acc, bias, multiplier, shift, zero_point, lo, hi, double, y)
-            for o in range(cout):
-                out[o, p] = table[(np.int32(residual[o, p]) + 128) * 256 + (np.int32(y[o]) + 128)] if fused else y[o]
+                    out[o, p0 + k] = table[(np.int32(residual[o, p0 + k]) + 128) * 256 + (np.int32(y[o]) + 128)] \
+                        if fused else y[o]

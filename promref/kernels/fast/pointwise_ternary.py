@@ -47,11 +47,11 @@ from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
 from ._requant import is_double, requant_arrays, store_channel
 from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
 
-#: up to this many pixels per call the masked kernel is faster.  Round 3, fourth step, once
-#: ``add_rows`` lost its row views: the rows kernel takes 0.42x the masked kernel's time
-#: summed over ImageNet's 7 x 7 layers (49 px) and about 0.5x at 8 x 8, the masked kernel
-#: still wins at 16 px (4 x 4: masked 0.85x of rows) -- docs/performance.md
-FEW_PIXELS = 32
+#: up to this many pixels per call the masked kernel is faster.  Round 3, fifth step, once
+#: the masked kernel shared each mask load between a tile of 8 pixels: at 16 px (4 x 4) it
+#: takes 0.35-0.45x the rows kernel's time, at 49 px (7 x 7) 0.75-0.9x; at 64 px (8 x 8)
+#: the rows kernel wins (0.5-1.0x of masked) -- docs/performance.md
+FEW_PIXELS = 49
 
 #: the residual and table arguments of an unfused call
 NO_RESIDUAL = np.zeros((0, 0), np.int8)

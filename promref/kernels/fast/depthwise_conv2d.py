@@ -13,7 +13,7 @@ channel-major layout (``_layout``).  With ``w' = w - zw``:
   At stride 2 with even H and W (every stride-2 MobileNetV2 layer) the same
   masked taps run over the input's parity planes instead, at half the centres
   instead of all of them (``_parity``).
-* at most FEW_PIXELS pixels per channel (batch 1, deep layers): any kernel,
+* at most FEW_PIXELS pixels in and out per channel (batch 1, deep layers): any kernel,
   vectorised over channels (``_depthwise_pixels``);
 * any other kernel or padding: a direct loop that skips the taps falling
   into the padding (same argument), for completeness.
@@ -25,18 +25,19 @@ import numba
 import numpy as np
 from numba import prange
 
-from . import _parity, _stencil
-from ._depthwise_pixels import depthwise_few_pixels
+from . import _depthwise_pixels, _parity, _stencil
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, output_size, workers_for
 from ._requant import is_double, requant_arrays, requantize, requantize_into
 
 
-#: at most this many pixels per channel (N * H * W) run ``_depthwise_pixels`` (vectorised over
-#: channels): batch 1 at 4 x 4 (3.5x faster than the stencil there); at 7 x 7 the two tie,
-#: at 8 x 8 stride 1 the stencil is 1.3x faster (docs/performance.md)
-FEW_PIXELS = 32
+#: at most this many pixels read and written per channel (N * H * W + N * Ho * Wo) run
+#: ``_depthwise_pixels`` (vectorised over channels), which pays for transposing both.  Measured
+#: on batch 1, round 3, fifth step (docs/performance.md): 4 x 4 stride 1 (32) 3.6x faster than
+#: the stencil, 8 x 8 -> 4 x 4 stride 2 (80) 1.65x, 7 x 7 stride 1 (98) 1.2x; 8 x 8 stride 1 (128)
+#: ties or loses (0.85-1.0x), 14 x 14 -> 7 x 7 (245) runs at half the parity kernel's speed
+FEW_PIXELS = 98
 
 
 def prepare(layer):
@@ -124,7 +125,7 @@ def _depthwise_direct(x, w, kernel, bias, multiplier, shift, in_zero_point, stri
 def depthwise_conv2d_cm(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS):
     """int8 [C, N, H, W] -> int8 [C, N, Ho, Wo] (channel-major).
 
-    ``few_pixels``: the most pixels per channel that run vectorised over channels (the
+    ``few_pixels``: the most pixels in and out per channel that run vectorised over channels (the
     tests move it to force either path; no value changes a result, only the speed).
     """
     w, bias = prepare(layer)
@@ -137,11 +138,13 @@ def depthwise_conv2d_cm(x, layer, in_zero_point, rounding, few_pixels=FEW_PIXELS
     x = np.ascontiguousarray(x)
     output = (int(layer.out_zero_point), int(layer.out_min), int(layer.out_max), is_double(rounding))
     geometry = (int(in_zero_point), int(layer.stride), int(top), int(left))
-    if n * h * wd <= few_pixels:
+    if n * (h * wd + ho * wo) <= few_pixels:
+        sources = cached(layer, ("fast.depthwise_conv2d.sources", n, h, wd),
+                         lambda: _depthwise_pixels.tap_sources(n, h, wd, layer.kernel, *geometry[1:], ho, wo),
+                         layer.weights)
         wt = cached(layer, ("fast.depthwise_conv2d.by_tap", layer.weight_zero_point),
-                    lambda: np.ascontiguousarray(w.T), layer.weights)
-        depthwise_few_pixels(x, wt, bias, multiplier, shift, *geometry[:1], int(layer.kernel), *geometry[1:],
-                             *output, out)
+                    lambda: _depthwise_pixels.by_tap(w, sources.shape[1]), layer.weights)
+        _depthwise_pixels.depthwise_few_pixels(x, wt, sources, bias, multiplier, shift, *geometry[:1], *output, out)
     elif _parity.fits(layer.kernel, layer.stride, layer.padding, h, wd):
         most = _parity.chunk_images(h, wd)                 # every chunk uses a prefix of the same masks
         taps = cached(layer, ("fast.depthwise_conv2d.parity", h, wd, top, left),

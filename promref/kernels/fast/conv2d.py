@@ -132,7 +132,10 @@ def _conv3x3(x, w, bias, multiplier, shift, in_zero_point, stride, top, left, ch
 @numba.njit(**JIT)
 def _conv3x3_columns(x, w, bias, multiplier, shift, in_zero_point, top, chunk, planes_of, offsets, masks,
                      zero_point, lo, hi, double, workers, out):
-    """Stride 2, even W (``_column_split``): x int8 [Cin, N, H, W] -> out int8 [Cout, N, Ho, Wo]; jobs as ``_conv3x3``."""
+    """Stride 2, even W (``_column_split``): x int8 [Cin, N, H, W] -> out int8 [Cout, N, Ho, Wo].
+
+    Jobs as in ``_conv3x3``.
+    """
     cin, n, h, wd = x.shape
     cout, _, ho, wo = out.shape
     chunks, groups = (n + chunk - 1) // chunk, (cout + OUT_GROUP - 1) // OUT_GROUP

@@ -18,9 +18,9 @@ The masks (2 x Cin x Cout int16: 1.6 MB for the 320 -> 1280 last conv) do not
 fit L1, so reading them is what costs: a *tile* of TILE = 8 pixels shares each
 load of ``plus[c, o:o+32]`` and ``minus[c, o:o+32]``.  The eight pixels' values
 are named scalars (``x0`` ... ``x7``) so that LLVM keeps them in registers for
-the whole loop over ``o``; read from a scratch array they were reloaded every
-iteration (it could not prove they do not alias ``part``), 10-20 % slower, and
-with 16 pixels the loop no longer vectorised at all (docs/performance.md).
+the whole loop over ``o``.  Read from a scratch array they ran 10-20 % slower
+(most likely reloaded every iteration: LLVM cannot prove they do not alias
+``part``), and a tile of 16 ran about 10x slower (docs/performance.md).
 The last tile of a call repeats the last pixel where it has fewer than TILE;
 those copies are computed and dropped.
 

@@ -2,8 +2,8 @@
 
 With few pixels per channel (batch 1 at 4 x 4 or 7 x 7: 16 or 49) the
 channel-major stencils (``_stencil``, ``_parity``) run loops of 16-64
-centres per channel -- too short for LLVM's vector body -- and pay a job's
-fixed cost per channel (docs/performance.md).  Here the centred input is
+centres per channel -- too short to amortise each loop's set-up and alias
+checks -- and pay a job's fixed cost per channel (docs/performance.md).  Here the centred input is
 transposed once to ``[pixel, channel]`` (the whole tensor is a few KB) and
 every loop runs over the channels:
 
@@ -34,13 +34,14 @@ def tap_sources(n, h, w, kernel, stride, top, left, ho, wo):
     each output pixel, ``n * h * w`` (the zero row) outside the image; ``taps`` is ``kernel ** 2``
     rounded up to a multiple of TAPS_PER_PASS, the extra taps also on the zero row."""
     taps = -(-kernel * kernel // TAPS_PER_PASS) * TAPS_PER_PASS
+    zero_row = n * h * w
     img, i, j = np.meshgrid(np.arange(n), np.arange(ho), np.arange(wo), indexing="ij")
     a, b = np.divmod(np.arange(kernel * kernel), kernel)
     row = i.reshape(-1, 1) * stride + a - top
     col = j.reshape(-1, 1) * stride + b - left
     inside = (row >= 0) & (row < h) & (col >= 0) & (col < w)
-    sources = np.full((n * ho * wo, taps), n * h * w, np.int64)
-    sources[:, :kernel * kernel] = np.where(inside, (img.reshape(-1, 1) * h + row) * w + col, n * h * w)
+    sources = np.full((n * ho * wo, taps), zero_row, np.int64)
+    sources[:, :kernel * kernel] = np.where(inside, (img.reshape(-1, 1) * h + row) * w + col, zero_row)
     return sources
 
 

@@ -2,8 +2,9 @@
 
 The row-sum kernel (pointwise_ternary.py) vectorises over the pixels of a
 block.  With few pixels -- batch 1 at 4 x 4 or 7 x 7 resolution has 16 or 49
--- its inner loops are too short for LLVM's vector body and most of the
-time goes to loop remainders and per-row overhead (docs/performance.md).
+-- its inner loops run LLVM's short vector epilogue at best, and most of the
+time goes to each pass's fixed cost: alias checks, row loads, loop set-up
+(docs/performance.md).
 This kernel vectorises over the *output channels* instead:
 
     part[k, o] += (x[c, p_k] & plus[c, o]) - (x[c, p_k] & minus[c, o])     for all o

@@ -21,9 +21,10 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
   residual add that follows (``residual`` and ``table``), looks the add's
   result up while the row is still in L1 (``_requant.store_channel``).
 
-With at most FEW_PIXELS pixels (batch 1, deep layers) the runs are too short
-to vectorise, and the call goes to ``_ternary_masked``, which vectorises over
-output channels instead.
+With at most FEW_PIXELS pixels (batch 1, deep layers) the runs are so short
+that each pass's fixed cost (LLVM's run-time alias checks, the row loads, the
+loop set-up) outweighs its additions, and the call goes to ``_ternary_masked``,
+which vectorises over output channels instead.
 
 Why the narrow integers are exact:
 

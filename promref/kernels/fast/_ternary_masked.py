@@ -10,15 +10,15 @@ This kernel vectorises over the *output channels* instead:
     part[k, o] += x[c, p_k]   where t[o, c] = +1
     part[k, o] -= x[c, p_k]   where t[o, c] = -1        for all o
 
-``plus[c, o]`` is -1 (all ones) when ``t[o, c] = +1`` and 0 otherwise, ``minus``
-likewise for ``t = -1``.  One compare per mask row gives AVX-512 a lane mask, and the
-two conditional updates become masked moves and additions (``select_add``); there is
-still no multiplication.  It does not skip zero weights, so it does more additions
+over the transposed weights ``signs[c, o] = t[o, c]`` (int16).  Two compares of each
+loaded vector of ``signs`` (``> 0``, ``< 0``) give AVX-512 two lane masks, and the two
+conditional updates become masked moves and additions (``select_add``); there is still
+no multiplication.  It does not skip zero weights, so it does more additions
 than the row sums, but in long, fully vectorised loops.
 
-The masks (2 x Cin x Cout int16: 1.6 MB for the 320 -> 1280 last conv) do not
-fit L1, so reading them is what costs: a *tile* of TILE = 8 pixels shares each
-load of ``plus[c, o:o+32]`` and ``minus[c, o:o+32]``.  The eight pixels' values
+``signs`` (Cin x Cout int16: 0.8 MB for the 320 -> 1280 last conv; two 0/-1 masks,
+the earlier form, took twice that) does not fit L1, so reading it is what costs: a
+*tile* of TILE = 8 pixels shares each load of ``signs[c, o:o+32]``.  The eight pixels' values
 are named scalars (``x0`` ... ``x7``) so that LLVM keeps them in registers for
 the whole loop over ``o``.  Read from a scratch array they ran 10-20 % slower
 (most likely reloaded every iteration: LLVM cannot prove they do not alias
@@ -44,12 +44,11 @@ from ._requant import requantize_channels
 INT16_EXACT_TERMS = 255
 
 
-def masks(layer):
-    """(plus, minus): int16 [Cin, Cout], -1 where ``t[o, c]`` is +1 (plus) or -1 (minus), else 0."""
+def signs(layer):
+    """int16 [Cin, Cout]: ``t[o, c]`` at ``[c, o]`` (C order: ``signs[c]`` is a contiguous row)."""
     def build():
-        t = np.ascontiguousarray(layer.weights.T)      # C order: plus[c] is a contiguous row
-        return -(t == 1).astype(np.int16), -(t == -1).astype(np.int16)
-    return cached(layer, ("fast.pointwise_ternary.masks",), build, layer.weights)
+        return np.ascontiguousarray(layer.weights.T).astype(np.int16)
+    return cached(layer, ("fast.pointwise_ternary.signs",), build, layer.weights)
 
 
 @register_jitable
@@ -69,7 +68,7 @@ TILE = 8
 
 
 @numba.njit(**JIT)
-def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point, lo, hi, double, workers,
+def pointwise_ternary_masked(x, signs, bias, multiplier, shift, zero_point, lo, hi, double, workers,
                              residual, table, out):
     """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; worker w computes tiles w, w + workers, ...
 
@@ -96,7 +95,8 @@ def pointwise_ternary_masked(x, plus, minus, bias, multiplier, shift, zero_point
                     x0, x1, x2, x3 = np.int16(x[c, p0]), np.int16(x[c, p1]), np.int16(x[c, p2]), np.int16(x[c, p3])
                     x4, x5, x6, x7 = np.int16(x[c, p4]), np.int16(x[c, p5]), np.int16(x[c, p6]), np.int16(x[c, p7])
                     for o in range(np.uint64(cout)):        # unsigned: in place, as in add_rows
-                        add, sub = plus[c, o] < zero, minus[c, o] < zero    # one vpcmpgtw each: k-masks
+                        t = signs[c, o]
+                        add, sub = t > zero, t < zero      # one vpcmpgtw each: k-masks
                         part[0, o] = select_add(part[0, o], x0, add, sub)
                         part[1, o] = select_add(part[1, o], x1, add, sub)
                         part[2, o] = select_add(part[2, o], x2, add, sub)

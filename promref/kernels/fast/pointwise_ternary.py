@@ -46,7 +46,7 @@ from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
 from ._requant import is_double, requant_arrays, store_channel
-from ._ternary_masked import INT16_EXACT_TERMS, masks, pointwise_ternary_masked
+from ._ternary_masked import INT16_EXACT_TERMS, pointwise_ternary_masked, signs
 
 #: up to this many pixels per call the masked kernel is faster.  Round 3, fifth step, once
 #: the masked kernel shared each mask load between a tile of 8 pixels: at 16 px (4 x 4) it
@@ -196,8 +196,7 @@ def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=None, method=N
     if method is None:
         method = "masked" if pixels <= FEW_PIXELS else "rows"
     if method == "masked":
-        plus, minus = masks(layer)
-        pointwise_ternary_masked(flat, plus, minus, bias, multiplier, shift, *output,
+        pointwise_ternary_masked(flat, signs(layer), bias, multiplier, shift, *output,
                                  workers_for(pixels, pixels * cin * cout), *fused, out)
     elif method == "rows":
         block = pixel_block(rows_block(cin) if block is None else block, pixels)

@@ -53,27 +53,17 @@ def requantize(acc, multiplier, shift, zero_point, lo, hi, double):
 
 
 @register_jitable
-def accumulator(partial, bias):
-    """The layer's int32 accumulator (as int64) from a kernel's partial sum and folded bias.
-
-    Either may lie outside int32 -- a folded bias absorbs ``-zx * sum(w)`` -- but their
-    sum *is* the accumulator ``bias + sum w' (x - zx)``, which the loader proves to fit in
-    int32 (``validate.accumulator_bound`` counts the bias too).  So the sum wrapped to 32
-    bits is exact, and the result is known to be a 32-bit value (see ``requantize``).
-    """
-    return np.int64(np.int32(np.int32(partial) + np.int32(bias)))
-
-
-@register_jitable
 def requantize_accumulator(partial, bias, multiplier, shift, zero_point, lo, hi, double):
-    """``requantize(accumulator(partial, bias))``: one output value of a weighted layer.
+    """``requantize(partial + bias)``: one output value of a weighted layer, in 32-bit steps.
 
-    In double rounding a positive shift scales the accumulator up before the doubling high
-    multiply (``arith.scale_double``); it is applied here, wrapped to int32 -- exact: the
-    loader proves that the shifted accumulator fits (``validate.check_scale_input``) -- so
-    that this multiply too sees two 32-bit factors.
+    * A kernel's partial sum and folded bias may each lie outside int32 (the folded bias
+      absorbs ``-zx * sum(w)``), but their sum is the accumulator ``bias + sum w' (x - zx)``,
+      which the loader proves to fit (``validate.accumulator_bound`` counts the bias): the
+      sum wrapped to 32 bits is exact.
+    * In double rounding a positive shift scales the accumulator up before the doubling
+      high multiply; it is applied here, in int32 (``validate.check_scale_input``).
     """
-    acc = accumulator(partial, bias)
+    acc = np.int64(np.int32(np.int32(partial) + np.int32(bias)))
     if double:
         # min(shift, 0), not shift - left: LLVM sees that arith's own left shift is then 0
         left = shift * (shift > 0)

@@ -275,7 +275,8 @@ PY_PEER = textwrap.dedent("""
 
 def test_subprocess_protocol_with_a_python_peer(suite, tmp_path):
     script = tmp_path / "peer.py"
-    script.write_text(PY_PEER)
+    # the peer imports this checkout's promref, installed or not (the README's command installs it)
+    script.write_text(f"import sys; sys.path.insert(0, {ROOT!r})\n" + PY_PEER)
     env_cmd = [sys.executable, str(script)]
     impl = SubprocessImplementation(env_cmd, keep_dir=str(tmp_path / "work"))
     assert impl.supported_ops == {"requantize", "model"}

@@ -17,7 +17,7 @@ loop.  The taps go three per pass over ``acc`` (a 3 x 3 kernel: one kernel
 row per pass); a kernel whose tap count is not a multiple of 3 gets extra
 taps with weight 0 over the zero row.
 
-int32 is exact: the loader's accumulator bound; the bias is added in int64.
+int32 is exact: the loader's accumulator bound (the bias too: ``_requant.requantize_accumulator``).
 """
 import numba
 import numpy as np

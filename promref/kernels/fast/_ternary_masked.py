@@ -28,7 +28,8 @@ those copies are computed and dropped.
 
 Exactness is the row kernel's argument: ``part`` (int16) sums at most
 ``INT16_EXACT_TERMS`` = 255 terms of magnitude <= 128; ``acc`` (int32) is bounded by the
-loader's accumulator bound; the folded bias is added in int64.
+loader's accumulator bound; the folded bias is added with 32-bit wrap-around, exact
+(``_requant.requantize_accumulator`` says why).
 """
 import numba
 import numpy as np

@@ -35,7 +35,8 @@ Why the narrow integers are exact:
 * ``acc`` (int32) is the signed sum of all the chunks, at most
   ``128 * sum|t[o]|`` in size -- below the accumulator bound, which the loader
   proves to be < 2**31 (validate.accumulator_bound; ``max|x - zx| >= 128``);
-* ``acc + bias'`` is formed in int64 inside the requantization.
+* ``acc + bias'`` is the layer's accumulator, so it fits int32 even where ``bias'`` does
+  not: the requantization forms it with 32-bit wrap-around (``_requant.requantize_accumulator``).
 """
 import numba
 import numpy as np

@@ -545,7 +545,10 @@ def test_stride2_3x3_column_split(data):
 @given(st.data())
 def test_pointwise_ternary_engine_blocks(data):
     """The engine's ternary blocks (``rows_block``: up to MAX_BLOCK pixels for few input rows)
-    over tensors of several such blocks and a partial last one."""
+    over tensors of several such blocks and a partial last one; the short blocks of a wide
+    input (300 rows) read from their copies (``_row_sums.copy_block``), the long ones in place."""
+    from promref.kernels.fast._row_sums import copies_blocks
+    assert copies_blocks(4608, _options.rows_block(300)) and not copies_blocks(4608, _options.rows_block(24))
     cin = data.draw(st.sampled_from([16, 24, 300]), label="Cin")
     cout = data.draw(st.integers(1, 40), label="Cout")
     assert 4608 > _options.rows_block(cin)          # 2 x 48 x 48 pixels: more than one block

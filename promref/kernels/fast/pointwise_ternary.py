@@ -41,13 +41,13 @@ Why the narrow integers are exact:
 import numba
 import numpy as np
 from numba import prange
-from numba.extending import register_jitable
 
 from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import JIT, channel_group, pixel_block, rows_block, workers_for
-from ._requant import is_double, requant_arrays, store_channel
-from ._ternary_masked import INT16_EXACT_TERMS, pointwise_ternary_masked, signs
+from ._requant import is_double, requant_arrays
+from ._row_sums import block_outputs, copies_blocks, copy_block
+from ._ternary_masked import pointwise_ternary_masked, signs
 
 #: up to this many pixels per call the masked kernel is faster.  Round 3, fifth step, once
 #: the masked kernel shared each mask load between a tile of 8 pixels: at 16 px (4 x 4) it
@@ -83,63 +83,9 @@ def prepare(layer, in_zero_point):
     return cached(layer, ("fast.pointwise_ternary", in_zero_point), build, layer.weights, layer.bias)
 
 
-@register_jitable
-def add_rows(x, rows, start, stop, p0, count, part, sign):
-    """part[q] += sign * x[rows[j], p0 + q] for j in [start, stop), q < count (sign +1 or -1).
-
-    ``x`` is indexed in place with *unsigned* pixel indices: a row view (``x[r][p0:]``)
-    costs Numba a reference count and slice arithmetic, ~80 ns a pass of four rows, more
-    than the additions of 512 pixels; a signed computed index gets a wrap-around test that
-    stops the vectoriser.  An unsigned one has neither (docs/performance.md).  The row numbers
-    and ``j`` are unsigned too: signed, each of the four rows of a pass paid a negative-index
-    fix-up (four instructions) before its loop, 10-20 % of a 64-pixel layer.
-    """
-    base, n = np.uint64(p0), np.uint64(count)
-    j, end, four = np.uint64(start), np.uint64(stop), np.uint64(4)
-    while j + four <= end:
-        r0, r1 = np.uint64(rows[j]), np.uint64(rows[j + np.uint64(1)])
-        r2, r3 = np.uint64(rows[j + np.uint64(2)]), np.uint64(rows[j + np.uint64(3)])
-        if sign > 0:
-            for q in range(n):
-                part[q] += (x[r0, base + q] + x[r1, base + q]) + (x[r2, base + q] + x[r3, base + q])
-        else:
-            for q in range(n):
-                part[q] -= (x[r0, base + q] + x[r1, base + q]) + (x[r2, base + q] + x[r3, base + q])
-        j += four
-    while j < end:
-        r0 = np.uint64(rows[j])
-        if sign > 0:
-            for q in range(n):
-                part[q] += x[r0, base + q]
-        else:
-            for q in range(n):
-                part[q] -= x[r0, base + q]
-        j += np.uint64(1)
-
-
-@register_jitable
-def signed_row_sum(x, rows, start, mid, stop, p0, count, part, acc):
-    """acc[q] = sum_{j in [start, mid)} x[rows[j], p0 + q] - sum_{j in [mid, stop)} x[rows[j], p0 + q].
-
-    The rows are taken INT16_EXACT_TERMS at a time into the int16 ``part`` (twice the
-    lanes of int32 per instruction), which is then added to the int32 ``acc``.
-    """
-    for q in range(count):
-        acc[q] = 0
-    for first in range(start, stop, INT16_EXACT_TERMS):
-        last = min(first + INT16_EXACT_TERMS, stop)
-        split = min(max(first, mid), last)
-        for q in range(count):
-            part[q] = 0
-        add_rows(x, rows, first, split, p0, count, part, 1)
-        add_rows(x, rows, split, last, p0, count, part, -1)
-        for q in range(count):
-            acc[q] += part[q]
-
-
 @numba.njit(**JIT)
 def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
-                       block, group, workers, residual, table, out):
+                       block, group, copying, workers, residual, table, out):
     """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels] (channel-major).
 
     A job is one (block of ``block`` pixels, group of ``group`` output
@@ -148,6 +94,7 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
     always the same way, so the result does not depend on the number of threads.
     With a non-empty ``table`` the output is the residual add of ``residual``
     [Cout, pixels] and this layer's result (see ``_requant.add_residual_into``).
+    With ``copying`` each job first copies its block's rows (``_row_sums.copy_block``).
     """
     pixels = x.shape[1]
     cout = out.shape[0]
@@ -157,22 +104,20 @@ def _pointwise_ternary(x, ptr, mid, rows, bias, multiplier, shift, zero_point, l
         part = np.empty(block, np.int16)          # the sum of one chunk of rows
         acc = np.empty(block, np.int32)           # one output channel of the block
         y = np.empty(block, np.int8)              # its requantized values, when fused
+        rows_of_block = np.empty((x.shape[0] if copying else 0, block), np.int8)
         for job in range(worker, jobs, workers):
             p0 = job // groups * block
             o0 = job % groups * group
             count = min(block, pixels - p0)
-            for o in range(o0, min(o0 + group, cout)):
-                if ptr[o + 1] - ptr[o] <= INT16_EXACT_TERMS:    # one chunk: the int16 sum is the whole sum
-                    for q in range(count):
-                        part[q] = 0
-                    add_rows(x, rows, ptr[o], mid[o], p0, count, part, 1)
-                    add_rows(x, rows, mid[o], ptr[o + 1], p0, count, part, -1)
-                    store_channel(part, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                                  residual, table, y, out, o, p0, count)
-                else:
-                    signed_row_sum(x, rows, ptr[o], mid[o], ptr[o + 1], p0, count, part, acc)
-                    store_channel(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                                  residual, table, y, out, o, p0, count)
+            o1 = min(o0 + group, cout)
+            # two calls, not one on a variable array: each is compiled for its own array
+            if copying:
+                copy_block(x, p0, count, rows_of_block)
+                block_outputs(rows_of_block, 0, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
+                              residual, table, o0, o1, p0, count, part, acc, y, out)
+            else:
+                block_outputs(x, p0, ptr, mid, rows, bias, multiplier, shift, zero_point, lo, hi, double,
+                              residual, table, o0, o1, p0, count, part, acc, y, out)
 
 
 def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=None, method=None, residual=None, table=None):
@@ -203,7 +148,7 @@ def pointwise_ternary_cm(x, layer, in_zero_point, rounding, block=None, method=N
         block = pixel_block(rows_block(cin) if block is None else block, pixels)
         group = channel_group(pixels, cout, block)
         _pointwise_ternary(flat, ptr, mid, rows, bias, multiplier, shift, *output, block, group,
-                           workers_for(-(-pixels // block) * -(-cout // group), pixels * len(rows)), *fused, out)
+                           copies_blocks(pixels, block), workers_for(-(-pixels // block) * -(-cout // group), pixels * len(rows)), *fused, out)
     else:
         raise ValueError(f"unknown method {method!r}; expected 'rows', 'masked' or None")
     return out.reshape(cout, n, h, w)

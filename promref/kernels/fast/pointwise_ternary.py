@@ -10,10 +10,13 @@ with the folded bias ``bias'[o] = bias[o] - zx * sum_c t[o, c]``.  This kernel:
   channel the input channels it adds, then the ones it subtracts (CSR);
 * works on channel-major tensors (``_layout``): ``x[c]`` is input channel c
   over every pixel of the batch, so a block of pixels (``rows_block``) of one
-  channel is a contiguous run of a row -- nothing is transposed;
+  channel is a contiguous run of a row -- nothing is transposed; a short
+  block of a larger tensor is first copied into one contiguous array, as its
+  rows' power-of-two stride would crowd them into a few L2 sets
+  (``_row_sums.copy_block``);
 * for each output channel adds and subtracts whole runs.  The innermost
   loop is ``part[q] += (x[r0, p0 + q] + x[r1, p0 + q]) + (x[r2, p0 + q] + x[r3, p0 + q])``
-  over contiguous pixels (unsigned indices, no row views: ``add_rows``): no
+  over contiguous pixels (unsigned indices, no row views: ``_row_sums.add_rows``): no
   multiplication, and it vectorises (32 int16 lanes per 512-bit register);
   taking four rows per pass reads and writes ``part`` a quarter as often;
 * requantizes each output channel of the block (folded bias, scale, zero

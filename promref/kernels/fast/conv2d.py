@@ -6,7 +6,8 @@ Four kernels, all exact in int32 (every partial sum of the terms is below
 the accumulator bound, which the loader proves to be < 2**31):
 
 * 1x1, stride 1 (the int8 scheme's expand, project and last convs): the
-  pixel blocks of the ternary kernel with multiply-accumulate.  The input
+  pixel blocks of the ternary kernel (each copied first when the tensor has
+  several: ``_row_sums.copy_block``) with multiply-accumulate.  The input
   zero point is folded into the bias, ``bias'[o] = bias[o] - zx * sum_c w'[o, c]``,
   so the inner loop is ``acc[q] += w'[o, c] * x[c, p0 + q]`` over contiguous
   pixels of raw int8 inputs (``|w' * x| <= |w'| * 128`` keeps the raw sums
@@ -34,6 +35,7 @@ from ._layer_cache import cached
 from ._layout import to_channel_major, to_nhwc
 from ._options import BLOCK, JIT, channel_group, output_size, pixel_block, workers_for
 from ._requant import is_double, requant_arrays, requantize, requantize_into, store_channel
+from ._row_sums import copies_blocks, copy_block
 from .pointwise_ternary import NO_RESIDUAL, NO_TABLE
 
 #: output channels per job of the 3 x 3 kernel (each job fills its own input planes)
@@ -62,7 +64,7 @@ def prepare(layer, in_zero_point):
 def multiply_accumulate(x, weights, p0, count, acc):
     """acc[q] = sum_c weights[c] * x[c, p0 + q], four input channels per pass over ``acc``.
 
-    ``x`` indexed in place with unsigned pixel indices, as in ``pointwise_ternary.add_rows``.
+    ``x`` indexed in place with unsigned pixel indices, as in ``_row_sums.add_rows``.
     """
     base, n = np.uint64(p0), np.uint64(count)
     for q in range(n):
@@ -81,10 +83,22 @@ def multiply_accumulate(x, weights, p0, count, acc):
             acc[q] += w0 * x[c, base + q]
 
 
+@register_jitable
+def block_outputs(x, p0, w, bias, multiplier, shift, zero_point, lo, hi, double, residual, table,
+                  o0, o1, out0, count, acc, y, out):
+    """Output channels o0 <= o < o1 of the pixels ``out0 .. out0 + count`` of ``out``, read from the pixels
+    ``p0 .. p0 + count`` of ``x`` (the input, or the block's copy with ``p0`` = 0)."""
+    for o in range(o0, o1):
+        multiply_accumulate(x, w[o], p0, count, acc)
+        store_channel(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
+                      residual, table, y, out, o, out0, count)
+
+
 @numba.njit(**JIT)
-def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, group, workers,
+def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, group, copying, workers,
              residual, table, out):
-    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; jobs and fusion as in the ternary kernel."""
+    """x: int8 [Cin, pixels] -> out: int8 [Cout, pixels]; jobs, block copies and fusion as in the ternary
+    kernel (``_row_sums``)."""
     pixels = x.shape[1]
     cout = out.shape[0]
     groups = (cout + group - 1) // group
@@ -92,14 +106,19 @@ def _conv1x1(x, w, bias, multiplier, shift, zero_point, lo, hi, double, block, g
     for worker in prange(workers):
         acc = np.empty(block, np.int32)           # one output channel of the block
         y = np.empty(block, np.int8)              # its requantized values, when fused
+        rows_of_block = np.empty((x.shape[0] if copying else 0, block), np.int8)
         for job in range(worker, jobs, workers):
             p0 = job // groups * block
             o0 = job % groups * group
             count = min(block, pixels - p0)
-            for o in range(o0, min(o0 + group, cout)):
-                multiply_accumulate(x, w[o], p0, count, acc)
-                store_channel(acc, bias[o], multiplier[o], shift[o], zero_point, lo, hi, double,
-                              residual, table, y, out, o, p0, count)
+            o1 = min(o0 + group, cout)
+            if copying:
+                copy_block(x, p0, count, rows_of_block)
+                block_outputs(rows_of_block, 0, w, bias, multiplier, shift, zero_point, lo, hi, double,
+                              residual, table, o0, o1, p0, count, acc, y, out)
+            else:
+                block_outputs(x, p0, w, bias, multiplier, shift, zero_point, lo, hi, double,
+                              residual, table, o0, o1, p0, count, acc, y, out)
 
 
 @numba.njit(**JIT)
@@ -200,7 +219,7 @@ def conv2d_cm(x, layer, in_zero_point, rounding, block=None, residual=None, tabl
         fused = (NO_RESIDUAL, NO_TABLE) if table is None else (residual.reshape(cout, pixels), table)
         out = np.empty((cout, pixels), np.int8)
         _conv1x1(x.reshape(cin, pixels), w.reshape(cout, cin), bias, multiplier, shift, *output, block, group,
-                 workers_for(-(-pixels // block) * -(-cout // group), pixels * cin * cout), *fused, out)
+                 copies_blocks(pixels, block), workers_for(-(-pixels // block) * -(-cout // group), pixels * cin * cout), *fused, out)
         return out.reshape(cout, n, h, wd)
     if table is not None:
         raise ValueError("only a 1x1, stride-1 conv2d fuses a residual add")

@@ -18,7 +18,8 @@ in one process, the two forms alternating (docs/performance.md): 1.24-1.57x on t
 with 576 rows, 1.18-1.19x over all the layers with short blocks (CIFAR batch 64, ImageNet
 batch 8).  Long blocks (rows of 2 KB or more, which the prefetchers stream) gained
 1.05-1.14x in sum but lost 6-15 % on the layers with few output channels, so they are read
-in place.
+in place.  The int8 1x1 kernel (``conv2d``) copies its blocks by the same rule; its blocks
+of 512 pixels are always short.
 """
 import numpy as np
 from numba.extending import register_jitable
